@@ -1,0 +1,257 @@
+//! SimpleJWT-compatible tokens (API.md §5): HS256 JWTs whose claims are SimpleJWT's
+//! (`token_type`, `exp`, `iat`, `jti`, `user_id` as a string) plus gatehouse's `sid`,
+//! the session the token belongs to.
+//!
+//! Only signature, algorithm, expiry and type are checked here; whether the session and
+//! the user are still live is a database question answered by `store/`.
+
+use crate::domain::UserId;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::time::Duration;
+
+/// A session's id as it travels in the `sid` claim: 32 hex characters.
+pub type SessionId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+/// Why a token was refused. All of them answer 401 `token_not_valid`; the difference
+/// only picks SimpleJWT's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("Token is invalid or expired")]
+    Invalid,
+    #[error("Token has wrong type")]
+    WrongType,
+}
+
+/// The claims of a token that passed signature, algorithm and expiry checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub token_type: TokenType,
+    pub user_id: UserId,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Absent on tokens minted by SimpleJWT.
+    pub sid: Option<SessionId>,
+}
+
+/// A freshly issued access + refresh pair, as login and refresh answer it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// The claims as they are on the wire.
+#[derive(Serialize, Deserialize)]
+struct WireClaims {
+    token_type: TokenType,
+    exp: i64,
+    #[serde(default)]
+    iat: i64,
+    jti: String,
+    #[serde(deserialize_with = "user_id_from_string_or_number")]
+    user_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+}
+
+/// SimpleJWT ≥ 5.4 writes `user_id` as a string ("6"); older versions as a number.
+fn user_id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(i64),
+    }
+    match Either::deserialize(d)? {
+        Either::Number(n) => Ok(n),
+        Either::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// The signing key and lifetimes; built once at start-up and shared.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_lifetime: Duration,
+    refresh_lifetime: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(
+        secret: &SecretString,
+        access_lifetime: Duration,
+        refresh_lifetime: Duration,
+    ) -> Self {
+        let key = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        // SimpleJWT's default LEEWAY is 0: a token is dead the second its `exp` passes.
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            validation,
+            access_lifetime,
+            refresh_lifetime,
+        }
+    }
+
+    pub fn refresh_lifetime(&self) -> Duration {
+        self.refresh_lifetime
+    }
+
+    /// Issues an access and a refresh token for `sid`; returns the pair and the refresh
+    /// token's `jti`, which the session records as the one that may be spent next.
+    pub fn issue_pair(&self, user_id: UserId, sid: &str) -> (TokenPair, String) {
+        let now = chrono::Utc::now().timestamp();
+        let refresh_jti = super::random_hex_id();
+        let access = self.sign(
+            TokenType::Access,
+            user_id,
+            sid,
+            super::random_hex_id(),
+            now,
+            self.access_lifetime,
+        );
+        let refresh = self.sign(
+            TokenType::Refresh,
+            user_id,
+            sid,
+            refresh_jti.clone(),
+            now,
+            self.refresh_lifetime,
+        );
+        (TokenPair { access, refresh }, refresh_jti)
+    }
+
+    fn sign(
+        &self,
+        token_type: TokenType,
+        user_id: UserId,
+        sid: &str,
+        jti: String,
+        now: i64,
+        lifetime: Duration,
+    ) -> String {
+        let claims = WireClaims {
+            token_type,
+            exp: now + lifetime.as_secs() as i64,
+            iat: now,
+            jti,
+            user_id: user_id.0,
+            sid: Some(sid.to_owned()),
+        };
+        // `user_id` goes out as a string, as SimpleJWT writes it.
+        let mut value = serde_json::to_value(&claims).expect("claims serialise");
+        value["user_id"] = serde_json::Value::String(user_id.to_string());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &value, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// Checks signature (HS256 only: `none` and every other `alg` are refused), expiry and,
+    /// when `expected` is given, the token type.
+    pub fn decode(&self, token: &str, expected: Option<TokenType>) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<WireClaims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let wire = data.claims;
+        if expected.is_some_and(|t| t != wire.token_type) {
+            return Err(TokenError::WrongType);
+        }
+        if wire.user_id <= 0 || wire.jti.is_empty() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(Claims {
+            token_type: wire.token_type,
+            user_id: UserId(wire.user_id),
+            jti: wire.jti,
+            iat: wire.iat,
+            exp: wire.exp,
+            sid: wire.sid,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_for(secret: &str) -> TokenKeys {
+        TokenKeys::new(
+            &SecretString::from(secret),
+            Duration::from_secs(300),
+            Duration::from_secs(86400),
+        )
+    }
+
+    #[test]
+    fn a_pair_decodes_with_its_types() {
+        let keys = keys_for("k");
+        let (pair, refresh_jti) = keys.issue_pair(UserId(6), "ab");
+        let access = keys.decode(&pair.access, Some(TokenType::Access)).unwrap();
+        assert_eq!(
+            (access.user_id, access.sid.as_deref()),
+            (UserId(6), Some("ab"))
+        );
+        assert_eq!(
+            keys.decode(&pair.refresh, Some(TokenType::Refresh))
+                .unwrap()
+                .jti,
+            refresh_jti
+        );
+        assert_eq!(
+            keys.decode(&pair.refresh, Some(TokenType::Access)),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(
+            keys_for("other").decode(&pair.access, None),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_minted_by_pyjwt_in_simplejwts_layout_is_read() {
+        // PyJWT 2 (what SimpleJWT signs with), key "django-insecure-test", exp in 2100:
+        // {"token_type":"access","exp":4102444800,"iat":1764767044,
+        //  "jti":"5568cc03db5c49f88c4623f9d8f25677","user_id":"6"}
+        let token = include_str!("../../tests/vectors/simplejwt_access.jwt").trim();
+        let claims = keys_for("django-insecure-test")
+            .decode(token, Some(TokenType::Access))
+            .unwrap();
+        assert_eq!(claims.user_id, UserId(6));
+        assert_eq!(claims.sid, None);
+        assert_eq!(claims.jti, "5568cc03db5c49f88c4623f9d8f25677");
+    }
+
+    #[test]
+    fn the_claims_are_simplejwts() {
+        let keys = keys_for("k");
+        let (pair, _) = keys.issue_pair(UserId(42), "s1");
+        let payload = pair.access.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["token_type"], "access");
+        assert_eq!(json["user_id"], "42");
+        assert_eq!(json["sid"], "s1");
+        assert_eq!(json["jti"].as_str().unwrap().len(), 32);
+        assert_eq!(
+            json["exp"].as_i64().unwrap() - json["iat"].as_i64().unwrap(),
+            300
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! `Config`: every environment variable of API.md §1, parsed once at start-up. A bad
+//! value stops start-up with one line naming the variable, e.g.
+//! `invalid ACCESS_TOKEN_LIFETIME "5x": expected a duration such as 300s, 5m or 1h`.
+
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable} {value:?}: {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl ConfigError {
+    pub fn invalid(variable: &'static str, value: &str, expected: impl Into<String>) -> Self {
+        Self {
+            variable,
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Where emails go (API.md §1 `EMAIL_BACKEND`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailBackend {
+    Console,
+    File(PathBuf),
+    Smtp(String),
+}
+
+/// Django's `ALLOWED_HOSTS`: exact names, `.example.com` for a domain and its
+/// subdomains, `*` for any host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    pub fn parse(list: &str) -> Self {
+        Self(
+            list.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn any() -> Self {
+        Self(vec!["*".to_owned()])
+    }
+
+    /// Whether a `Host` header value (with or without a port) is allowed, as Django's
+    /// `validate_host` decides it.
+    pub fn allows(&self, host_header: &str) -> bool {
+        let host = strip_port(host_header.trim()).to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
+        if host.is_empty() {
+            return false;
+        }
+        self.0.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == host
+                || pattern
+                    .strip_prefix('.')
+                    .is_some_and(|domain| host == domain || host.ends_with(&format!(".{domain}")))
+        })
+    }
+}
+
+/// `example.com:8000` → `example.com`; `[::1]:8000` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    /// `None`: generated once and kept in the database.
+    pub secret_key: Option<SecretString>,
+    pub bind: SocketAddr,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub password_reset_timeout: Duration,
+    pub email_backend: EmailBackend,
+    pub default_from_email: String,
+    pub allowed_hosts: AllowedHosts,
+    pub public_url: Option<String>,
+    pub password_reset_url: String,
+    pub password_min_length: usize,
+    pub rate_limit: bool,
+    /// How many password hashes may run at once (`GATEHOUSE_HASH_CONCURRENCY`, default:
+    /// the number of cores).
+    pub hash_concurrency: usize,
+    /// How many database connections each instance keeps (`DATABASE_POOL_SIZE`).
+    pub database_pool_size: u32,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://gatehouse.sqlite3";
+pub const DEFAULT_PASSWORD_RESET_URL: &str =
+    "{base}/api/reset_password/confirm/?uid={uid}&token={token}";
+
+impl Config {
+    /// Reads the process environment (after `.env`, which `main` loads).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds the configuration from any source of variables; tests pass a map.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let duration = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
+            let raw = get(name).unwrap_or_else(|| default.to_owned());
+            humantime::parse_duration(raw.trim())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::invalid(name, &raw, "expected a duration such as 300s, 5m or 1h")
+                })
+        };
+        let number =
+            |name: &'static str, default: usize, min: usize| -> Result<usize, ConfigError> {
+                match get(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= min)
+                        .ok_or_else(|| {
+                            ConfigError::invalid(
+                                name,
+                                &raw,
+                                format!("expected a whole number of at least {min}"),
+                            )
+                        }),
+                }
+            };
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        match database_url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("sqlite" | "postgres" | "postgresql") => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "DATABASE_URL",
+                    &database_url,
+                    "expected sqlite://PATH or postgres://…",
+                ))
+            }
+        }
+
+        let bind_raw = get("GATEHOUSE_BIND").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        let bind = bind_raw.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                "GATEHOUSE_BIND",
+                &bind_raw,
+                "expected ADDRESS:PORT such as 127.0.0.1:8000",
+            )
+        })?;
+
+        let email_backend = match get("EMAIL_BACKEND").as_deref().map(str::trim) {
+            None | Some("console") => EmailBackend::Console,
+            Some("file") => EmailBackend::File(PathBuf::from(
+                get("EMAIL_FILE_PATH").unwrap_or_else(|| "sent_emails".to_owned()),
+            )),
+            Some("smtp") => match get("SMTP_URL") {
+                Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
+                    EmailBackend::Smtp(url)
+                }
+                Some(url) => {
+                    return Err(ConfigError::invalid(
+                        "SMTP_URL",
+                        &url,
+                        "expected smtp://[user:pass@]host[:port][?tls=starttls|tls]",
+                    ))
+                }
+                None => {
+                    return Err(ConfigError::invalid(
+                        "SMTP_URL",
+                        "",
+                        "required when EMAIL_BACKEND=smtp",
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "EMAIL_BACKEND",
+                    other,
+                    "expected console, file or smtp",
+                ))
+            }
+        };
+
+        let public_url = match get("PUBLIC_URL") {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => {
+                return Err(ConfigError::invalid(
+                    "PUBLIC_URL",
+                    &url,
+                    "expected an http:// or https:// URL",
+                ))
+            }
+        };
+
+        let rate_limit = match get("GATEHOUSE_RATE_LIMIT").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "GATEHOUSE_RATE_LIMIT",
+                    other,
+                    "expected on or off",
+                ))
+            }
+        };
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Ok(Self {
+            database_url,
+            secret_key: get("SECRET_KEY").map(SecretString::from),
+            bind,
+            access_token_lifetime: duration("ACCESS_TOKEN_LIFETIME", "5m")?,
+            refresh_token_lifetime: duration("REFRESH_TOKEN_LIFETIME", "1d")?,
+            password_reset_timeout: duration("PASSWORD_RESET_TIMEOUT", "1h")?,
+            email_backend,
+            default_from_email: get("DEFAULT_FROM_EMAIL")
+                .unwrap_or_else(|| "webmaster@localhost".to_owned()),
+            allowed_hosts: AllowedHosts::parse(
+                &get("ALLOWED_HOSTS").unwrap_or_else(|| "localhost,127.0.0.1,[::1]".to_owned()),
+            ),
+            public_url,
+            password_reset_url: get("PASSWORD_RESET_URL")
+                .unwrap_or_else(|| DEFAULT_PASSWORD_RESET_URL.to_owned()),
+            password_min_length: number("PASSWORD_MIN_LENGTH", 8, 1)?,
+            rate_limit,
+            hash_concurrency: number("GATEHOUSE_HASH_CONCURRENCY", cores, 1)?,
+            database_pool_size: number("DATABASE_POOL_SIZE", 10, 1)? as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://gatehouse.sqlite3");
+        assert_eq!(c.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(c.access_token_lifetime, Duration::from_secs(300));
+        assert_eq!(c.refresh_token_lifetime, Duration::from_secs(86400));
+        assert_eq!(c.email_backend, EmailBackend::Console);
+        assert_eq!(c.password_min_length, 8);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = config(&[("ACCESS_TOKEN_LIFETIME", "5x")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid ACCESS_TOKEN_LIFETIME \"5x\": expected a duration such as 300s, 5m or 1h"
+        );
+        assert!(config(&[("EMAIL_BACKEND", "carrier-pigeon")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid EMAIL_BACKEND"));
+        assert!(config(&[("DATABASE_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid DATABASE_URL"));
+        assert!(config(&[("GATEHOUSE_BIND", "nope")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid GATEHOUSE_BIND"));
+    }
+
+    #[test]
+    fn allowed_hosts_match_as_django_does() {
+        let hosts = AllowedHosts::parse("localhost,127.0.0.1,[::1],.example.com");
+        for ok in [
+            "localhost",
+            "localhost:8000",
+            "127.0.0.1:1234",
+            "[::1]:8000",
+            "example.com",
+            "a.b.example.com",
+            "EXAMPLE.com.",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "example.com.evil.com",
+            "notexample.com",
+            "",
+            "[::2]:80",
+        ] {
+            assert!(!hosts.allows(bad), "{bad}");
+        }
+        assert!(AllowedHosts::parse("*").allows("anything:1"));
+    }
+}

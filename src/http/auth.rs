@@ -1,0 +1,222 @@
+//! The token endpoints: login, refresh (with rotation and reuse detection), verify and
+//! logout (API.md §4, §5). Sessions are rows in `gatehouse_session`; see `store/`.
+
+use super::error::ApiError;
+use super::extract::Fields;
+use crate::auth::passwords::Verified;
+use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
+use crate::domain::{messages, FieldErrors, UserId};
+use crate::state::AppState;
+use crate::store::Rotation;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+/// `POST /api/login/` — SimpleJWT's `TokenObtainPairView`.
+pub async fn login(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> Result<Json<TokenPair>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let username = errors.check("username", fields.required_text("username", true));
+    let password = errors.check("password", fields.required_text("password", false));
+    let (Some(username), Some(password)) = (username, password) else {
+        return Err(errors.into());
+    };
+
+    let found = state.store.credentials_by_username(username.trim()).await?;
+    // API.md §4: an unknown user is verified against a dummy hash, so both answers cost
+    // the same; an inactive user's password is checked too, for the same reason.
+    let stored_hash = found.as_ref().map(|c| c.password_hash.clone());
+    let verdict = state
+        .hasher
+        .verify(SecretString::from(password.clone()), stored_hash)
+        .await?;
+    let credentials = match (found, verdict) {
+        (Some(credentials), Verified::Yes { outdated }) if credentials.user.is_active => {
+            if outdated {
+                let hash = state.hasher.hash(SecretString::from(password)).await?;
+                state
+                    .store
+                    .upgrade_password_hash(credentials.user.id, &hash)
+                    .await?;
+            }
+            credentials
+        }
+        _ => return Err(ApiError::login_failed()),
+    };
+    let pair = start_session(&state, credentials.user.id, true).await?;
+    tracing::Span::current().record("user_id", credentials.user.id.0);
+    Ok(Json(pair))
+}
+
+async fn start_session(
+    state: &AppState,
+    user_id: UserId,
+    is_login: bool,
+) -> Result<TokenPair, ApiError> {
+    let sid = random_hex_id();
+    let (pair, refresh_jti) = state.tokens.issue_pair(user_id, &sid);
+    state
+        .store
+        .start_session(user_id, &sid, &refresh_jti, chrono::Utc::now(), is_login)
+        .await?;
+    Ok(pair)
+}
+
+/// Reads a required token field (`refresh` or `token`) as a 400 when missing.
+fn token_field(fields: &Fields, name: &str) -> Result<String, ApiError> {
+    fields.required_text(name, true).map_err(|m| {
+        ApiError::Invalid({
+            let mut errors = FieldErrors::new();
+            errors.add_all(name, m);
+            errors
+        })
+    })
+}
+
+/// `POST /api/token/refresh/` — rotation: the presented refresh token is spent and a new
+/// pair issued. A spent token presented again ends its whole session (reuse detection).
+pub async fn token_refresh(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> Result<Json<TokenPair>, ApiError> {
+    let refresh = token_field(&fields, "refresh")?;
+    let claims = state
+        .tokens
+        .decode(refresh.trim(), Some(TokenType::Refresh))?;
+    let check = state
+        .store
+        .access_check(claims.user_id, claims.sid.as_deref())
+        .await?;
+    let Some(check) = check else {
+        return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
+    };
+    if !check.user.is_active {
+        return Err(ApiError::with_code(
+            StatusCode::UNAUTHORIZED,
+            messages::NO_ACTIVE_ACCOUNT_FOR_TOKEN,
+            "no_active_account",
+        ));
+    }
+    tracing::Span::current().record("user_id", claims.user_id.0);
+    match &claims.sid {
+        Some(sid) => {
+            let (pair, new_jti) = state.tokens.issue_pair(claims.user_id, sid);
+            match state
+                .store
+                .rotate_refresh(
+                    sid,
+                    claims.user_id,
+                    &claims.jti,
+                    &new_jti,
+                    chrono::Utc::now(),
+                )
+                .await?
+            {
+                Rotation::Rotated => Ok(Json(pair)),
+                Rotation::Reused => {
+                    tracing::warn!(
+                        user_id = claims.user_id.0,
+                        "spent refresh token presented again: session ended"
+                    );
+                    Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED))
+                }
+                Rotation::Gone => Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED)),
+            }
+        }
+        None => {
+            // A refresh token minted by SimpleJWT (API.md §5): valid until the user's
+            // cut-off, spendable once, and exchanged for a gatehouse session.
+            if check
+                .tokens_valid_after
+                .is_some_and(|cutoff| claims.iat <= cutoff)
+            {
+                return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
+            }
+            if !state
+                .store
+                .spend_token(&claims.jti, claims.user_id, claims.exp)
+                .await?
+            {
+                return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
+            }
+            Ok(Json(start_session(&state, claims.user_id, false).await?))
+        }
+    }
+}
+
+/// Whether a token that passed its signature and expiry is still good: its session is
+/// live (and, for a refresh token, it is the session's current one), or, for a token
+/// without a session, its user exists and it predates no cut-off.
+async fn still_good(state: &AppState, claims: &Claims) -> Result<bool, ApiError> {
+    match &claims.sid {
+        Some(sid) => Ok(match state.store.session(sid).await? {
+            Some((owner, current_jti)) => {
+                owner == claims.user_id
+                    && (claims.token_type == TokenType::Access || current_jti == claims.jti)
+            }
+            None => false,
+        }),
+        None => Ok(
+            match state.store.access_check(claims.user_id, None).await? {
+                Some(check) => check
+                    .tokens_valid_after
+                    .is_none_or(|cutoff| claims.iat > cutoff),
+                None => false,
+            },
+        ),
+    }
+}
+
+/// `POST /api/token/verify/` → 200 `{}` for a live token of either type, else 401.
+pub async fn token_verify(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> Result<Json<Value>, ApiError> {
+    let token = token_field(&fields, "token")?;
+    let claims = state.tokens.decode(token.trim(), None)?;
+    if !still_good(&state, &claims).await? {
+        return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
+    }
+    Ok(Json(json!({})))
+}
+
+/// `POST /api/logout/` — the refresh token is the credential; its session ends, and with
+/// it every access token of the session.
+pub async fn logout(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> Result<Json<Value>, ApiError> {
+    let refresh = token_field(&fields, "refresh")?;
+    let claims = state
+        .tokens
+        .decode(refresh.trim(), Some(TokenType::Refresh))?;
+    tracing::Span::current().record("user_id", claims.user_id.0);
+    let logged_out = match &claims.sid {
+        Some(sid) => match state.store.session(sid).await? {
+            Some((owner, current_jti)) if owner == claims.user_id => {
+                state.store.end_session(sid).await?;
+                if current_jti != claims.jti {
+                    // A spent token: the session is ended all the same (reuse detection).
+                    return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
+                }
+                true
+            }
+            _ => false,
+        },
+        None => {
+            still_good(&state, &claims).await?
+                && state
+                    .store
+                    .spend_token(&claims.jti, claims.user_id, claims.exp)
+                    .await?
+        }
+    };
+    if !logged_out {
+        return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
+    }
+    Ok(Json(json!({"message": messages::LOGGED_OUT})))
+}

@@ -1,0 +1,33 @@
+//! The `gatehouse` binary: parse the command line, load `.env`, start logging, run.
+
+use clap::Parser;
+use gatehouse::cli::{self, Cli};
+use gatehouse::config::Config;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A missing .env is normal; a malformed one is reported.
+    if let Err(error) = dotenvy::dotenv() {
+        if !error.not_found() {
+            eprintln!("error: cannot read .env: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    gatehouse::telemetry::init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli::run(cli, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

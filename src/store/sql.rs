@@ -1,0 +1,82 @@
+//! Query text shared by both backends. SQLite and PostgreSQL both read `$N` parameters,
+//! `RETURNING` and `ON CONFLICT`, so one statement serves both; only the binding of
+//! timestamps and the width of `auth_user.id` differ, and those live in each backend.
+
+/// The columns `User` is read from, in `row_to_user` order.
+pub const USER_COLUMNS: &str =
+    "u.id, u.username, u.email, u.first_name, u.last_name, u.is_active, u.is_staff, u.is_superuser, u.date_joined, u.last_login";
+
+pub const INSERT_USER: &str = "INSERT INTO auth_user \
+    (password, last_login, is_superuser, username, last_name, email, is_staff, is_active, date_joined, first_name) \
+    VALUES ($1, NULL, $2, $3, $4, $5, $6, TRUE, $7, $8) RETURNING id";
+
+/// `$1` username, `$2` email, `$3` the id to ignore (the user being updated, or 0).
+pub const WHICH_UNIQUE_TAKEN: &str = "SELECT \
+    EXISTS (SELECT 1 FROM auth_user WHERE lower(username) = lower($1) AND id <> $3), \
+    EXISTS (SELECT 1 FROM auth_user WHERE email <> '' AND lower(email) = lower($2) AND id <> $3)";
+
+pub fn user_by_id() -> String {
+    format!("SELECT {USER_COLUMNS} FROM auth_user u WHERE u.id = $1")
+}
+
+pub fn credentials_by_username() -> String {
+    format!(
+        "SELECT {USER_COLUMNS}, u.password FROM auth_user u WHERE lower(u.username) = lower($1)"
+    )
+}
+
+pub fn credentials_by_id() -> String {
+    format!("SELECT {USER_COLUMNS}, u.password FROM auth_user u WHERE u.id = $1")
+}
+
+/// STYLE.md P5: the user, whether the named session is live, and the token cut-off, in
+/// one round trip. `$2` may be NULL (a token without a session).
+pub fn access_check() -> String {
+    format!(
+        "SELECT {USER_COLUMNS}, \
+         EXISTS (SELECT 1 FROM gatehouse_session s WHERE s.id = $2 AND s.user_id = u.id) AS session_live, \
+         (SELECT c.tokens_valid_after FROM gatehouse_user_state c WHERE c.user_id = u.id) AS tokens_valid_after \
+         FROM auth_user u WHERE u.id = $1"
+    )
+}
+
+/// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name.
+pub fn update_profile() -> String {
+    format!(
+        "UPDATE auth_user AS u SET \
+         username = COALESCE($2, u.username), email = COALESCE($3, u.email), \
+         first_name = COALESCE($4, u.first_name), last_name = COALESCE($5, u.last_name) \
+         WHERE u.id = $1 RETURNING {USER_COLUMNS}"
+    )
+}
+
+pub const SET_LAST_LOGIN: &str = "UPDATE auth_user SET last_login = $2 WHERE id = $1";
+pub const SET_PASSWORD: &str = "UPDATE auth_user SET password = $2 WHERE id = $1";
+pub const SET_TOKEN_CUTOFF: &str =
+    "INSERT INTO gatehouse_user_state (user_id, tokens_valid_after) VALUES ($1, $2) \
+    ON CONFLICT (user_id) DO UPDATE SET tokens_valid_after = excluded.tokens_valid_after";
+pub const END_SESSIONS_EXCEPT: &str =
+    "DELETE FROM gatehouse_session WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)";
+pub const DELETE_USER_STATE: &[&str] = &[
+    "DELETE FROM gatehouse_session WHERE user_id = $1",
+    "DELETE FROM gatehouse_user_state WHERE user_id = $1",
+    "DELETE FROM gatehouse_spent_token WHERE user_id = $1",
+];
+pub const DELETE_USER: &str = "DELETE FROM auth_user WHERE id = $1";
+
+pub const INSERT_SESSION: &str =
+    "INSERT INTO gatehouse_session (id, user_id, refresh_jti, created_at, refreshed_at) VALUES ($1, $2, $3, $4, $4)";
+pub const ROTATE_REFRESH: &str =
+    "UPDATE gatehouse_session SET refresh_jti = $4, refreshed_at = $5 \
+    WHERE id = $1 AND user_id = $2 AND refresh_jti = $3";
+pub const END_SESSION_OF: &str = "DELETE FROM gatehouse_session WHERE id = $1 AND user_id = $2";
+pub const END_SESSION: &str = "DELETE FROM gatehouse_session WHERE id = $1";
+pub const SESSION: &str = "SELECT user_id, refresh_jti FROM gatehouse_session WHERE id = $1";
+pub const SPEND_TOKEN: &str =
+    "INSERT INTO gatehouse_spent_token (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
+pub const PURGE_SESSIONS: &str = "DELETE FROM gatehouse_session WHERE refreshed_at < $1";
+pub const PURGE_SPENT: &str = "DELETE FROM gatehouse_spent_token WHERE expires_at < $1";
+
+pub const INSERT_SETTING: &str =
+    "INSERT INTO gatehouse_setting (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+pub const SETTING: &str = "SELECT value FROM gatehouse_setting WHERE name = $1";
