@@ -1,0 +1,322 @@
+//! `TestApp`: the real application on 127.0.0.1:0, its own database, and a client.
+//!
+//! SQLite by default (a file in a temp dir); PostgreSQL when `TEST_DATABASE_URL` is set,
+//! each test on a database of its own created for it, so tests run in parallel.
+
+use gatehouse::app::Application;
+use gatehouse::config::Config;
+use gatehouse::state::AppState;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tempfile::TempDir;
+
+/// The SECRET_KEY every test app signs with, so tests can mint tokens as SimpleJWT would.
+pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdef0123456789abcdef";
+/// Passes every password rule.
+pub const STRONG_PASSWORD: &str = "correct-Horse-battery-7";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub dir: TempDir,
+}
+
+/// A response read whole: status, headers and the JSON body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(response: Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{status}: body is not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {field:?} in {}", self.body))
+            .to_owned()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns an app whose configuration has `overrides` on top of the test defaults.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_full(overrides, axum::Router::new()).await
+}
+
+/// Spawns an app with extra routes mounted under the real middleware.
+pub async fn spawn_app_full(overrides: &[(&str, &str)], extra: axum::Router<AppState>) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database_url(&dir).await;
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url.clone()),
+        ("SECRET_KEY".into(), SECRET_KEY.into()),
+        ("GATEHOUSE_BIND".into(), "127.0.0.1:0".into()),
+        ("EMAIL_BACKEND".into(), "file".into()),
+        (
+            "EMAIL_FILE_PATH".into(),
+            dir.path().join("mail").display().to_string(),
+        ),
+        ("DATABASE_POOL_SIZE".into(), "5".into()),
+    ]);
+    for (name, value) in overrides {
+        vars.insert(name.to_string(), value.to_string());
+    }
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
+    let app = Application::build_with_routes(config, extra)
+        .await
+        .expect("app starts");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url,
+        dir,
+    }
+}
+
+/// A new SQLite file, or a new PostgreSQL database on the `TEST_DATABASE_URL` server.
+pub async fn fresh_database_url(dir: &TempDir) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(server) if !server.is_empty() => fresh_postgres_database(&server).await,
+        _ => format!("sqlite://{}", dir.path().join("db.sqlite3").display()),
+    }
+}
+
+async fn fresh_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("gh_test_{}", gatehouse::auth::random_hex_id());
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .expect("TEST_DATABASE_URL reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let mut url = reqwest::Url::parse(server).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+pub fn is_postgres() -> bool {
+    std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        Reply::read(
+            self.client
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> Reply {
+        Reply::read(
+            self.client
+                .get(self.url(path))
+                .bearer_auth(access)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn send_auth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(access);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> Reply {
+        self.post_json(
+            "/api/register/",
+            json!({"username": username, "email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers `username` with `<username>@example.com` and the strong password.
+    pub async fn register_ok(&self, username: &str) {
+        let reply = self
+            .register(
+                username,
+                &format!("{username}@example.com"),
+                STRONG_PASSWORD,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post_json(
+            "/api/login/",
+            json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs in with the strong password and returns (access, refresh).
+    pub async fn login_ok(&self, username: &str) -> (String, String) {
+        let reply = self.login(username, STRONG_PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        (reply.str("access"), reply.str("refresh"))
+    }
+
+    /// Registers and logs in; returns (user id, access, refresh).
+    pub async fn signed_in(&self, username: &str) -> (i64, String, String) {
+        self.register_ok(username).await;
+        let (access, refresh) = self.login_ok(username).await;
+        let me = self.get_auth("/api/users/me/", &access).await;
+        (me.body["id"].as_i64().expect("id"), access, refresh)
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> Reply {
+        self.post_json("/api/token/refresh/", json!({"refresh": refresh}))
+            .await
+    }
+
+    pub async fn verify(&self, token: &str) -> Reply {
+        self.post_json("/api/token/verify/", json!({"token": token}))
+            .await
+    }
+
+    pub async fn me(&self, access: &str) -> Reply {
+        self.get_auth("/api/users/me/", access).await
+    }
+
+    /// Runs the `gatehouse` binary against this app's database.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.database_url)
+            .env("SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "warn");
+        command
+    }
+}
+
+/// A token signed with the test key in SimpleJWT's exact layout (no `sid`), as a Django
+/// deployment sharing the SECRET_KEY would mint it.
+pub fn simplejwt_token(token_type: &str, user_id: i64, iat: i64, exp: i64) -> String {
+    let claims = json!({
+        "token_type": token_type,
+        "exp": exp,
+        "iat": iat,
+        "jti": gatehouse::auth::random_hex_id(),
+        "user_id": user_id.to_string(),
+    });
+    sign(&claims, SECRET_KEY)
+}
+
+pub fn sign(claims: &Value, key: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The claims of a token, read without checking it.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// SimpleJWT's 401 for a bad access token on a protected route.
+pub fn access_token_not_valid() -> Value {
+    json!({
+        "detail": "Given token not valid for any token type",
+        "code": "token_not_valid",
+        "messages": [{"token_class": "AccessToken", "token_type": "access", "message": "Token is invalid or expired"}],
+    })
+}
+
+impl TestApp {
+    /// Runs one SQL statement on this app's database, for arranging states the API has no
+    /// route for yet (e.g. an inactive user). Never used to check an outcome.
+    pub async fn execute_sql(&self, statement: &str) {
+        use sqlx::Connection;
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("open sqlite");
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect("sql");
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("open postgres");
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect("sql");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Black-box API tests: each test starts the real server on a random port with a fresh
+//! database (SQLite, or PostgreSQL when TEST_DATABASE_URL is set) and talks HTTP to it.
+
+mod helpers;
+
+mod account;
+mod cli;
+mod errors;
+mod login;
+mod register;
+mod tokens;

@@ -1,0 +1,251 @@
+//! `POST /api/register/` (API.md §3, §4).
+
+use crate::helpers::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn registering_answers_the_seeds_body_with_201() {
+    let app = spawn_app().await;
+    let reply = app
+        .register("chandler", "chandler@gmail.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(
+        reply.body,
+        json!({"message": "User registered successfully", "username": "chandler", "email": "chandler@gmail.com"})
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn the_email_domain_is_lower_cased_and_the_local_part_kept() {
+    let app = spawn_app().await;
+    let reply = app
+        .register("monica", "Monica.Geller@GMAIL.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.body["email"], "Monica.Geller@gmail.com");
+}
+
+#[tokio::test]
+async fn missing_fields_are_all_named_at_once() {
+    let app = spawn_app().await;
+    let reply = app.post_json("/api/register/", json!({})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({
+            "username": ["This field is required."],
+            "email": ["This field is required."],
+            "password": ["This field is required."],
+        })
+    );
+}
+
+#[tokio::test]
+async fn every_bad_field_and_every_failed_password_rule_is_reported() {
+    let app = spawn_app().await;
+    let reply = app.register("bad name", "not-an-email", "12345").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({
+            "username": ["Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."],
+            "email": ["Enter a valid email address."],
+            "password": [
+                "This password is too short. It must contain at least 8 characters.",
+                "This password is too common.",
+                "This password is entirely numeric.",
+            ],
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_seeds_own_password_is_refused_as_django_would() {
+    let app = spawn_app().await;
+    let reply = app
+        .register("chandler", "chandler@gmail.com", "bing123")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"password": ["This password is too short. It must contain at least 8 characters."]})
+    );
+}
+
+#[tokio::test]
+async fn a_password_like_the_username_or_email_is_refused() {
+    let app = spawn_app().await;
+    let reply = app
+        .register("rachelgreen", "rachel@example.com", "rachelgreen1")
+        .await;
+    assert_eq!(
+        reply.body,
+        json!({"password": ["The password is too similar to the username."]})
+    );
+    // Django 5.2 refuses this one (checked against its validators); "buffayphoebe" it accepts.
+    let reply = app
+        .register("rg", "phoebe.buffay@example.com", "buffay12345")
+        .await;
+    assert_eq!(
+        reply.body,
+        json!({"password": ["The password is too similar to the email address."]})
+    );
+}
+
+#[tokio::test]
+async fn the_minimum_length_follows_configuration() {
+    let app = spawn_app_with(&[("PASSWORD_MIN_LENGTH", "12")]).await;
+    let reply = app.register("joey", "joey@example.com", "Xq7#pLm2wZ").await;
+    assert_eq!(
+        reply.body,
+        json!({"password": ["This password is too short. It must contain at least 12 characters."]})
+    );
+}
+
+#[tokio::test]
+async fn passwords_are_never_trimmed() {
+    let app = spawn_app().await;
+    let padded = "  spaced-Out-password  ";
+    assert_eq!(
+        app.register("ross", "ross@example.com", padded)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.login("ross", padded).await.status, StatusCode::OK);
+    assert_eq!(
+        app.login("ross", padded.trim()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_password_over_4096_bytes_is_refused() {
+    let app = spawn_app().await;
+    let reply = app
+        .register("gunther", "gunther@example.com", &"Ab1!".repeat(1025))
+        .await;
+    assert_eq!(
+        reply.body,
+        json!({"password": ["Ensure this field has no more than 4096 bytes."]})
+    );
+}
+
+#[tokio::test]
+async fn usernames_and_emails_are_unique_case_insensitively() {
+    let app = spawn_app().await;
+    app.register_ok("janice").await;
+    let reply = app
+        .register("JANICE", "JANICE@EXAMPLE.COM", STRONG_PASSWORD)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["A user with that username already exists."], "email": ["A user with that email already exists."]})
+    );
+    let reply = app
+        .register("janice2", "Janice@example.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(
+        reply.body,
+        json!({"email": ["A user with that email already exists."]})
+    );
+}
+
+#[tokio::test]
+async fn unicode_usernames_are_accepted_and_150_is_the_limit() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("Zoë.ñandú", "zoe@example.com", STRONG_PASSWORD)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let long = "x".repeat(151);
+    let reply = app
+        .register(&long, "long@example.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(
+        reply.body,
+        json!({"username": ["Ensure this field has no more than 150 characters."]})
+    );
+}
+
+#[tokio::test]
+async fn wrong_types_are_field_errors_not_crashes() {
+    let app = spawn_app().await;
+    let reply = app
+        .post_json(
+            "/api/register/",
+            json!({"username": ["a"], "email": null, "password": true}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["Not a valid string."], "email": ["This field may not be null."], "password": ["Not a valid string."]})
+    );
+}
+
+#[tokio::test]
+async fn form_encoded_and_multipart_bodies_are_accepted_as_drf_does() {
+    let app = spawn_app().await;
+    let form = [
+        ("username", "phoebe"),
+        ("email", "phoebe@example.com"),
+        ("password", STRONG_PASSWORD),
+    ];
+    let reply = Reply::read(
+        app.client
+            .post(app.url("/api/register/"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    let multipart = reqwest::multipart::Form::new()
+        .text("username", "mike")
+        .text("email", "mike@example.com")
+        .text("password", STRONG_PASSWORD);
+    let reply = Reply::read(
+        app.client
+            .post(app.url("/api/register"))
+            .multipart(multipart)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn thirty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
+    let app = spawn_app().await;
+    let emails: Vec<String> = (0..30).map(|i| format!("racer{i}@example.com")).collect();
+    let replies = join_all(
+        emails
+            .iter()
+            .map(|email| app.register("racer", email, STRONG_PASSWORD)),
+    )
+    .await;
+    let created = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1);
+    for reply in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            reply.body,
+            json!({"username": ["A user with that username already exists."]})
+        );
+    }
+}
