@@ -230,7 +230,7 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     let value = header.to_str().map_err(|_| ApiError::not_authenticated())?;
     let mut words = value.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some(scheme), Some(token), None) if scheme == "Bearer" => Ok(token),
+        (Some("Bearer"), Some(token), None) => Ok(token),
         (Some("Bearer"), _, _) => Err(ApiError::with_code(
             StatusCode::UNAUTHORIZED,
             "Authorization header must contain two space-delimited values",

@@ -40,13 +40,34 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
-            other => StoreError::Other(other),
+        if is_unavailable(&error) {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Other(error)
         }
+    }
+}
+
+/// Errors that mean "the database is not there right now" rather than "this query is
+/// wrong": they answer 503 and heal by themselves (API.md §8).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // PostgreSQL: class 08 connection exception, class 57 operator intervention
+            // (shutdown, restart), 53300 too many connections.
+            Some(code) if code.starts_with("08") || code.starts_with("57") || code == "53300" => {
+                true
+            }
+            // SQLite: SQLITE_BUSY / SQLITE_LOCKED (and their extended codes) after
+            // busy_timeout ran out.
+            Some(code) => matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517"),
+            None => false,
+        },
+        _ => false,
     }
 }
 

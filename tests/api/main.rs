@@ -6,6 +6,8 @@ mod helpers;
 mod account;
 mod cli;
 mod errors;
+mod health;
 mod login;
 mod register;
+mod storage;
 mod tokens;
