@@ -24,6 +24,9 @@ macro_rules! migrations {
 pub const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_auth_user", 2 "0002_sessions");
 pub const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_auth_user", 2 "0002_sessions");
 
+pub const RECORD: &str =
+    "INSERT INTO gatehouse_migration (version, name, applied_at) VALUES ($1, $2, $3)";
+
 pub const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS gatehouse_migration (\
     version bigint NOT NULL PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)";
 

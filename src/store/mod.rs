@@ -5,12 +5,13 @@
 //! (API.md §3). Each backend keeps its migrations in `migrations/<backend>/`, one file
 //! per change with the same number and intent in both folders.
 
+mod common;
 mod migrate;
 mod postgres;
 mod sql;
 mod sqlite;
 
-use crate::auth::SessionId;
+pub use crate::auth::SessionId;
 use crate::domain::{EmailAddress, User, UserId, Username};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -4,19 +4,20 @@
 //! one writer at a time, and taking the write lock up front makes a second writer wait
 //! (`busy_timeout`) instead of failing with SQLITE_BUSY when it upgrades a read lock.
 //! `auth_user` timestamps are written as Django writes them on SQLite (naive UTC text).
+//! The `Store` verbs themselves are shared with PostgreSQL: see `common.rs`.
 
+use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, migrate, sql, AccessCheck, Credentials, NewUser, ProfileUpdate,
-    Rotation, Store, StoreError,
+    Rotation, SessionId, Store, StoreError,
 };
 use crate::domain::{User, UserId};
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Executor, Row, SqliteConnection};
+use sqlx::{Executor, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,14 +25,18 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// `auth_user.id`: SQLite integers are 64-bit.
+type DbId = i64;
+
 /// Django's SQLite datetime text: `2025-01-31 12:00:00.123456`, naive UTC.
-fn django_text(at: DateTime<Utc>) -> String {
+fn db_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-fn parse_django_text(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+fn parse_db_time(text: &str) -> Result<DateTime<Utc>, sqlx::Error> {
     let text = text.trim();
-    // Django writes naive UTC; tolerate an ISO `T` and a trailing offset too.
+    // Django writes naive UTC, without the fraction when it is zero; tolerate an ISO `T`
+    // and an offset too.
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .or_else(|_| {
@@ -51,10 +56,10 @@ fn row_to_user(row: &SqliteRow) -> Result<User, sqlx::Error> {
         is_active: row.try_get("is_active")?,
         is_staff: row.try_get("is_staff")?,
         is_superuser: row.try_get("is_superuser")?,
-        date_joined: parse_django_text(row.try_get("date_joined")?)?,
+        date_joined: parse_db_time(row.try_get("date_joined")?)?,
         last_login: row
             .try_get::<Option<&str>, _>("last_login")?
-            .map(parse_django_text)
+            .map(parse_db_time)
             .transpose()?,
     })
 }
@@ -82,329 +87,20 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    async fn which_taken(&self, username: &str, email: &str, except: i64) -> StoreError {
-        match sqlx::query_as::<_, (bool, bool)>(sql::WHICH_UNIQUE_TAKEN)
-            .bind(username)
-            .bind(email)
-            .bind(except)
-            .fetch_one(&self.pool)
-            .await
-        {
-            Ok((username_taken, email_taken)) => conflicts(username_taken, email_taken),
-            Err(error) => error.into(),
-        }
+    async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// `begin_write` already holds SQLite's one write lock: instances starting together
+    /// take turns, and the second sees the ledger the first wrote.
+    async fn lock_for_migrations(
+        &self,
+        _tx: &mut Transaction<'_, Sqlite>,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 }
 
-async fn apply_migrations(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    conn.execute(migrate::LEDGER_DDL).await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM gatehouse_migration")
-        .fetch_all(&mut *conn)
-        .await?;
-    for migration in migrate::SQLITE
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-    {
-        conn.execute(migration.sql).await?;
-        sqlx::query(
-            "INSERT INTO gatehouse_migration (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(Utc::now().timestamp())
-        .execute(&mut *conn)
-        .await?;
-        tracing::info!(migration = migration.name, "applied migration");
-    }
-    Ok(())
-}
+const MIGRATIONS: &[migrate::Migration] = migrate::SQLITE;
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        // IMMEDIATE: instances starting together take turns; the second sees the ledger
-        // the first wrote and applies nothing.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        apply_migrations(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        sqlx::query(sql::INSERT_SETTING)
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_scalar(sql::SETTING)
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    async fn insert_user(&self, user: &NewUser, now: DateTime<Utc>) -> Result<User, StoreError> {
-        let inserted = sqlx::query_scalar::<_, i64>(sql::INSERT_USER)
-            .bind(&user.password_hash)
-            .bind(user.is_superuser)
-            .bind(user.username.as_str())
-            .bind(&user.last_name)
-            .bind(user.email.as_str())
-            .bind(user.is_staff)
-            .bind(django_text(now))
-            .bind(&user.first_name)
-            .fetch_one(&self.pool)
-            .await;
-        match inserted {
-            Ok(id) => Ok(User {
-                id: UserId(id),
-                username: user.username.as_str().to_owned(),
-                email: user.email.as_str().to_owned(),
-                first_name: user.first_name.clone(),
-                last_name: user.last_name.clone(),
-                is_active: true,
-                is_staff: user.is_staff,
-                is_superuser: user.is_superuser,
-                date_joined: parse_django_text(&django_text(now))?,
-                last_login: None,
-            }),
-            Err(error) if is_unique_violation(&error) => Err(self
-                .which_taken(user.username.as_str(), user.email.as_str(), 0)
-                .await),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(&sql::user_by_id())
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(row_to_user).transpose()?)
-    }
-
-    async fn credentials_by_username(
-        &self,
-        username: &str,
-    ) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(&sql::credentials_by_username())
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(row_to_credentials).transpose()?)
-    }
-
-    async fn credentials_by_id(&self, id: UserId) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(&sql::credentials_by_id())
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(row_to_credentials).transpose()?)
-    }
-
-    async fn update_profile(
-        &self,
-        id: UserId,
-        update: &ProfileUpdate,
-    ) -> Result<Option<User>, StoreError> {
-        let updated = sqlx::query(&sql::update_profile())
-            .bind(id.0)
-            .bind(update.username.as_ref().map(|u| u.as_str()))
-            .bind(update.email.as_ref().map(|e| e.as_str()))
-            .bind(update.first_name.as_deref())
-            .bind(update.last_name.as_deref())
-            .fetch_optional(&self.pool)
-            .await;
-        match updated {
-            Ok(row) => Ok(row.as_ref().map(row_to_user).transpose()?),
-            Err(error) if is_unique_violation(&error) => {
-                let username = update.username.as_ref().map_or("", |u| u.as_str());
-                let email = update.email.as_ref().map_or("", |e| e.as_str());
-                Err(self.which_taken(username, email, id.0).await)
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for statement in sql::DELETE_USER_STATE {
-            sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
-        }
-        let deleted = sqlx::query(sql::DELETE_USER)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(deleted == 1)
-    }
-
-    async fn upgrade_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError> {
-        sqlx::query(sql::SET_PASSWORD)
-            .bind(id.0)
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn set_password(
-        &self,
-        id: UserId,
-        hash: &str,
-        keep: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(sql::SET_PASSWORD)
-            .bind(id.0)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::SET_TOKEN_CUTOFF)
-            .bind(id.0)
-            .bind(now.timestamp())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::END_SESSIONS_EXCEPT)
-            .bind(id.0)
-            .bind(keep)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn access_check(
-        &self,
-        id: UserId,
-        sid: Option<&str>,
-    ) -> Result<Option<AccessCheck>, StoreError> {
-        let row = sqlx::query(&sql::access_check())
-            .bind(id.0)
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(AccessCheck {
-            user: row_to_user(&row)?,
-            session_live: row.try_get("session_live")?,
-            tokens_valid_after: row.try_get("tokens_valid_after")?,
-        }))
-    }
-
-    async fn start_session(
-        &self,
-        id: UserId,
-        sid: &str,
-        refresh_jti: &str,
-        now: DateTime<Utc>,
-        is_login: bool,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(sql::INSERT_SESSION)
-            .bind(sid)
-            .bind(id.0)
-            .bind(refresh_jti)
-            .bind(now.timestamp())
-            .execute(&mut *tx)
-            .await?;
-        if is_login {
-            sqlx::query(sql::SET_LAST_LOGIN)
-                .bind(id.0)
-                .bind(django_text(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn rotate_refresh(
-        &self,
-        sid: &str,
-        id: UserId,
-        old_jti: &str,
-        new_jti: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation, StoreError> {
-        // One conditional UPDATE is the compare-and-swap: of many concurrent uses of one
-        // refresh token, exactly one can match `refresh_jti = old`.
-        let rotated = sqlx::query(sql::ROTATE_REFRESH)
-            .bind(sid)
-            .bind(id.0)
-            .bind(old_jti)
-            .bind(new_jti)
-            .bind(now.timestamp())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if rotated == 1 {
-            return Ok(Rotation::Rotated);
-        }
-        let ended = sqlx::query(sql::END_SESSION_OF)
-            .bind(sid)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(if ended == 1 {
-            Rotation::Reused
-        } else {
-            Rotation::Gone
-        })
-    }
-
-    async fn session(&self, sid: &str) -> Result<Option<(UserId, String)>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as(sql::SESSION)
-            .bind(sid)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|(id, jti)| (UserId(id), jti)))
-    }
-
-    async fn end_session(&self, sid: &String) -> Result<bool, StoreError> {
-        Ok(sqlx::query(sql::END_SESSION)
-            .bind(sid)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            == 1)
-    }
-
-    async fn spend_token(
-        &self,
-        jti: &str,
-        id: UserId,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(sql::SPEND_TOKEN)
-            .bind(jti)
-            .bind(id.0)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    async fn purge_expired(
-        &self,
-        now: DateTime<Utc>,
-        refresh_lifetime_secs: i64,
-    ) -> Result<u64, StoreError> {
-        let sessions = sqlx::query(sql::PURGE_SESSIONS)
-            .bind(now.timestamp() - refresh_lifetime_secs)
-            .execute(&self.pool)
-            .await?;
-        let spent = sqlx::query(sql::PURGE_SPENT)
-            .bind(now.timestamp())
-            .execute(&self.pool)
-            .await?;
-        Ok(sessions.rows_affected() + spent.rows_affected())
-    }
-}
+impl_store!(SqliteStore);

@@ -1,0 +1,360 @@
+//! The `Store` implementation both backends share, written once as a macro.
+//!
+//! The logic of every verb is the same on SQLite and PostgreSQL, and so is its SQL
+//! (`sql.rs`); what differs is spelled by each backend module, which must define:
+//! - `type DbId`: how `auth_user.id` decodes (`i64` on SQLite, Django's `integer` → `i32`
+//!   on PostgreSQL);
+//! - `fn db_time(DateTime<Utc>)`: how an `auth_user` timestamp is bound (Django's naive
+//!   UTC text on SQLite, `timestamptz` on PostgreSQL);
+//! - `fn row_to_user` and `fn row_to_credentials`;
+//! - `const MIGRATIONS`: its list from `migrate.rs`;
+//! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
+//!   write lock from its start on SQLite) and `async fn lock_for_migrations(tx)` (so
+//!   that instances starting at once migrate one after the other).
+//!
+//! A macro rather than generics over `sqlx::Database`: the bounds sqlx needs for a
+//! generic executor are longer than the code they would save, and a macro keeps the
+//! queries readable as plain sqlx calls.
+
+macro_rules! impl_store {
+    ($store:ty) => {
+        impl $store {
+            async fn which_taken(&self, username: &str, email: &str, except: i64) -> StoreError {
+                let taken = sqlx::query_as::<_, (bool, bool)>(sql::WHICH_UNIQUE_TAKEN)
+                    .bind(username)
+                    .bind(email)
+                    .bind(except)
+                    .fetch_one(&self.pool)
+                    .await;
+                match taken {
+                    Ok((username_taken, email_taken)) => conflicts(username_taken, email_taken),
+                    Err(error) => error.into(),
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                self.lock_for_migrations(&mut tx).await?;
+                tx.execute(migrate::LEDGER_DDL).await?;
+                let applied: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM gatehouse_migration")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+                    tx.execute(migration.sql).await?;
+                    sqlx::query(migrate::RECORD)
+                        .bind(migration.version)
+                        .bind(migration.name)
+                        .bind(Utc::now().timestamp())
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::info!(migration = migration.name, "applied migration");
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn setting_or_insert(
+                &self,
+                name: &str,
+                value: &str,
+            ) -> Result<String, StoreError> {
+                sqlx::query(sql::INSERT_SETTING)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(sqlx::query_scalar(sql::SETTING)
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn insert_user(
+                &self,
+                user: &NewUser,
+                now: DateTime<Utc>,
+            ) -> Result<User, StoreError> {
+                let inserted = sqlx::query_scalar::<_, DbId>(sql::INSERT_USER)
+                    .bind(&user.password_hash)
+                    .bind(user.is_superuser)
+                    .bind(user.username.as_str())
+                    .bind(&user.last_name)
+                    .bind(user.email.as_str())
+                    .bind(user.is_staff)
+                    .bind(db_time(now))
+                    .bind(&user.first_name)
+                    .fetch_one(&self.pool)
+                    .await;
+                match inserted {
+                    Ok(id) => Ok(User {
+                        id: UserId(id.into()),
+                        username: user.username.as_str().to_owned(),
+                        email: user.email.as_str().to_owned(),
+                        first_name: user.first_name.clone(),
+                        last_name: user.last_name.clone(),
+                        is_active: true,
+                        is_staff: user.is_staff,
+                        is_superuser: user.is_superuser,
+                        // Both databases keep microseconds.
+                        date_joined: chrono::DurationRound::duration_trunc(
+                            now,
+                            chrono::TimeDelta::microseconds(1),
+                        )
+                        .unwrap_or(now),
+                        last_login: None,
+                    }),
+                    Err(error) if is_unique_violation(&error) => Err(self
+                        .which_taken(user.username.as_str(), user.email.as_str(), 0)
+                        .await),
+                    Err(error) => Err(error.into()),
+                }
+            }
+
+            async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+                let row = sqlx::query(&sql::user_by_id())
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_user).transpose()?)
+            }
+
+            async fn credentials_by_username(
+                &self,
+                username: &str,
+            ) -> Result<Option<Credentials>, StoreError> {
+                let row = sqlx::query(&sql::credentials_by_username())
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_credentials).transpose()?)
+            }
+
+            async fn credentials_by_id(
+                &self,
+                id: UserId,
+            ) -> Result<Option<Credentials>, StoreError> {
+                let row = sqlx::query(&sql::credentials_by_id())
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_credentials).transpose()?)
+            }
+
+            async fn update_profile(
+                &self,
+                id: UserId,
+                update: &ProfileUpdate,
+            ) -> Result<Option<User>, StoreError> {
+                let updated = sqlx::query(&sql::update_profile())
+                    .bind(id.0)
+                    .bind(update.username.as_ref().map(|u| u.as_str()))
+                    .bind(update.email.as_ref().map(|e| e.as_str()))
+                    .bind(update.first_name.as_deref())
+                    .bind(update.last_name.as_deref())
+                    .fetch_optional(&self.pool)
+                    .await;
+                match updated {
+                    Ok(row) => Ok(row.as_ref().map(row_to_user).transpose()?),
+                    Err(error) if is_unique_violation(&error) => {
+                        let username = update.username.as_ref().map_or("", |u| u.as_str());
+                        let email = update.email.as_ref().map_or("", |e| e.as_str());
+                        Err(self.which_taken(username, email, id.0).await)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+
+            async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                for statement in sql::DELETE_USER_STATE {
+                    sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
+                }
+                let deleted = sqlx::query(sql::DELETE_USER)
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(deleted == 1)
+            }
+
+            async fn upgrade_password_hash(
+                &self,
+                id: UserId,
+                hash: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::SET_PASSWORD)
+                    .bind(id.0)
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_password(
+                &self,
+                id: UserId,
+                hash: &str,
+                keep: Option<&str>,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(sql::SET_PASSWORD)
+                    .bind(id.0)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::SET_TOKEN_CUTOFF)
+                    .bind(id.0)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::END_SESSIONS_EXCEPT)
+                    .bind(id.0)
+                    .bind(keep)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn access_check(
+                &self,
+                id: UserId,
+                sid: Option<&str>,
+            ) -> Result<Option<AccessCheck>, StoreError> {
+                let row = sqlx::query(&sql::access_check())
+                    .bind(id.0)
+                    .bind(sid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(AccessCheck {
+                    user: row_to_user(&row)?,
+                    session_live: row.try_get("session_live")?,
+                    tokens_valid_after: row.try_get("tokens_valid_after")?,
+                }))
+            }
+
+            async fn start_session(
+                &self,
+                id: UserId,
+                sid: &str,
+                refresh_jti: &str,
+                now: DateTime<Utc>,
+                is_login: bool,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(sql::INSERT_SESSION)
+                    .bind(sid)
+                    .bind(id.0)
+                    .bind(refresh_jti)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                if is_login {
+                    sqlx::query(sql::SET_LAST_LOGIN)
+                        .bind(id.0)
+                        .bind(db_time(now))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rotate_refresh(
+                &self,
+                sid: &str,
+                id: UserId,
+                old_jti: &str,
+                new_jti: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Rotation, StoreError> {
+                // One conditional UPDATE is the compare-and-swap: of many concurrent uses of
+                // one refresh token, exactly one can match `refresh_jti = old`.
+                let rotated = sqlx::query(sql::ROTATE_REFRESH)
+                    .bind(sid)
+                    .bind(id.0)
+                    .bind(old_jti)
+                    .bind(new_jti)
+                    .bind(now.timestamp())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if rotated == 1 {
+                    return Ok(Rotation::Rotated);
+                }
+                let ended = sqlx::query(sql::END_SESSION_OF)
+                    .bind(sid)
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(if ended.rows_affected() == 1 {
+                    Rotation::Reused
+                } else {
+                    Rotation::Gone
+                })
+            }
+
+            async fn session(&self, sid: &str) -> Result<Option<(UserId, String)>, StoreError> {
+                let row: Option<(DbId, String)> = sqlx::query_as(sql::SESSION)
+                    .bind(sid)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(id, jti)| (UserId(id.into()), jti)))
+            }
+
+            async fn end_session(&self, sid: &SessionId) -> Result<bool, StoreError> {
+                let ended = sqlx::query(sql::END_SESSION)
+                    .bind(sid)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(ended.rows_affected() == 1)
+            }
+
+            async fn spend_token(
+                &self,
+                jti: &str,
+                id: UserId,
+                expires_at: i64,
+            ) -> Result<bool, StoreError> {
+                let inserted = sqlx::query(sql::SPEND_TOKEN)
+                    .bind(jti)
+                    .bind(id.0)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(inserted.rows_affected() == 1)
+            }
+
+            async fn purge_expired(
+                &self,
+                now: DateTime<Utc>,
+                refresh_lifetime_secs: i64,
+            ) -> Result<u64, StoreError> {
+                let idle_since = now.timestamp() - refresh_lifetime_secs;
+                let sessions = sqlx::query(sql::PURGE_SESSIONS)
+                    .bind(idle_since)
+                    .execute(&self.pool)
+                    .await?;
+                let spent = sqlx::query(sql::PURGE_SPENT)
+                    .bind(now.timestamp())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(sessions.rows_affected() + spent.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
