@@ -1,6 +1,7 @@
 //! Credentials: password hashes in Django's encodings, and SimpleJWT-compatible tokens.
 //! No HTTP and no SQL here; `http/` and `store/` call into these.
 
+pub mod django_hashers;
 pub mod passwords;
 pub mod tokens;
 

@@ -1,19 +1,19 @@
 //! Password hashing: Argon2id at OWASP's parameters, written in Django's encoding
 //! (`argon2$argon2id$v=19$m=…,t=…,p=…$salt$hash`), computed on a bounded blocking pool.
+//! Verification also reads every other format Django's hashers write (`django_hashers`);
+//! those verify as `outdated`, so a login replaces them.
 //!
 //! Argon2 is slow and memory-hungry by design; running it on the async executor would
 //! stall every other request, and running unboundedly many at once would let a login
 //! flood exhaust memory. So every hash or verification takes a slot of a semaphore and
 //! runs on tokio's blocking threads (STYLE.md P4).
 
+use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-
-/// The prefix Django's `Argon2PasswordHasher` puts before the PHC string.
-const DJANGO_ARGON2_PREFIX: &str = "argon2";
 
 /// OWASP Password Storage Cheat Sheet (2025): Argon2id, m=19 MiB, t=2, p=1.
 pub const OWASP_MEMORY_KIB: u32 = 19 * 1024;
@@ -85,28 +85,22 @@ impl PasswordHasher {
     ) -> Result<Verified, HashError> {
         let dummy = self.dummy_hash.clone();
         let ours = self.params.clone();
-        self.run(
-            move || match stored.as_deref().and_then(parse_django_argon2) {
-                Some(hash) => {
-                    let ok = Argon2::default()
-                        .verify_password(password.expose_secret().as_bytes(), &hash)
-                        .is_ok();
-                    if ok {
-                        Verified::Yes {
-                            outdated: !same_params(&hash, &ours),
-                        }
-                    } else {
-                        Verified::No
-                    }
+        self.run(move || {
+            let password = password.expose_secret().as_bytes();
+            match stored.as_deref().and_then(DjangoHash::parse) {
+                Some(hash) if hash.verify(password) => {
+                    let current = matches!(&hash, DjangoHash::Argon2(h) if same_params(h, &ours));
+                    Verified::Yes { outdated: !current }
                 }
+                Some(_) => Verified::No,
                 None => {
-                    let hash = parse_django_argon2(&dummy).expect("the dummy hash parses");
-                    let _ = Argon2::default()
-                        .verify_password(password.expose_secret().as_bytes(), &hash);
+                    if let Some(dummy) = DjangoHash::parse(&dummy) {
+                        dummy.verify(password);
+                    }
                     Verified::No
                 }
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -138,15 +132,7 @@ fn hash_blocking(params: &Params, password: &SecretString) -> Result<String, Has
     let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map_err(|e| HashError::Hashing(e.to_string()))?;
-    Ok(format!("{DJANGO_ARGON2_PREFIX}{phc}"))
-}
-
-/// `argon2$argon2id$…` → the PHC string `$argon2id$…`.
-fn parse_django_argon2(stored: &str) -> Option<PasswordHash<'_>> {
-    let phc = stored.strip_prefix(DJANGO_ARGON2_PREFIX)?;
-    PasswordHash::new(phc)
-        .ok()
-        .filter(|h| h.algorithm.as_str().starts_with("argon2"))
+    Ok(format!("{ARGON2_PREFIX}{phc}"))
 }
 
 fn same_params(hash: &PasswordHash<'_>, ours: &Params) -> bool {

@@ -41,12 +41,14 @@ pub fn access_check() -> String {
 }
 
 /// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name.
+/// (SQLite's RETURNING cannot name a table alias, so the columns stand unqualified.)
 pub fn update_profile() -> String {
+    let columns = USER_COLUMNS.replace("u.", "");
     format!(
-        "UPDATE auth_user AS u SET \
-         username = COALESCE($2, u.username), email = COALESCE($3, u.email), \
-         first_name = COALESCE($4, u.first_name), last_name = COALESCE($5, u.last_name) \
-         WHERE u.id = $1 RETURNING {USER_COLUMNS}"
+        "UPDATE auth_user SET \
+         username = COALESCE($2, username), email = COALESCE($3, email), \
+         first_name = COALESCE($4, first_name), last_name = COALESCE($5, last_name) \
+         WHERE id = $1 RETURNING {columns}"
     )
 }
 

@@ -76,6 +76,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// Spawns an app with extra routes mounted under the real middleware.
 pub async fn spawn_app_full(overrides: &[(&str, &str)], extra: axum::Router<AppState>) -> TestApp {
+    gatehouse::telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(&dir).await;
     let mut vars: HashMap<String, String> = HashMap::from([

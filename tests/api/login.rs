@@ -1,1 +1,459 @@
-// filled in below
+//! `POST /api/login/` (API.md §2, §4, §5, §9): SimpleJWT's `TokenObtainPairView`.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// API.md §4: one answer for every kind of login failure.
+fn login_failed() -> Value {
+    json!({"detail": "No active account found with the given credentials"})
+}
+
+/// Asserts the one login-failure answer: 401, the body, and the scheme header (§2).
+fn assert_login_failed(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(reply.body, login_failed());
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer realm=\"api\"")
+    );
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn is_lower_hex_32(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The JOSE header of a token, read without checking it.
+fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON header")
+}
+
+fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test]
+async fn logging_in_answers_exactly_an_access_and_a_refresh_token() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let reply = app.login("chandler", STRONG_PASSWORD).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(keys(&reply.body), ["access", "refresh"]);
+    assert!(reply.body["access"].is_string() && reply.body["refresh"].is_string());
+    assert_ne!(reply.body["access"], reply.body["refresh"]);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn the_tokens_carry_simplejwts_claims_a_string_user_id_and_one_session_id() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let before = now();
+    let (access, refresh) = app.login_ok("chandler").await;
+    let after = now();
+    let id = app.me(&access).await.body["id"].as_i64().expect("id");
+
+    let (a, r) = (claims_of(&access), claims_of(&refresh));
+    for (token, claims, token_type, lifetime) in [
+        (&access, &a, "access", 300),
+        (&refresh, &r, "refresh", 86_400),
+    ] {
+        assert_eq!(header_of(token), json!({"alg": "HS256", "typ": "JWT"}));
+        assert_eq!(
+            keys(claims),
+            ["exp", "iat", "jti", "sid", "token_type", "user_id"],
+            "{claims}"
+        );
+        assert_eq!(claims["token_type"], token_type);
+        assert_eq!(
+            claims["user_id"],
+            json!(id.to_string()),
+            "user_id is a string"
+        );
+        assert!(is_lower_hex_32(&claims["jti"]), "jti: {}", claims["jti"]);
+        let iat = claims["iat"].as_i64().expect("iat is an integer");
+        let exp = claims["exp"].as_i64().expect("exp is an integer");
+        assert!(
+            (before..=after).contains(&iat),
+            "iat {iat} not in {before}..={after}"
+        );
+        assert_eq!(exp - iat, lifetime, "{token_type} lifetime");
+    }
+    assert!(a["sid"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(a["sid"], r["sid"], "both tokens belong to one session");
+    assert_ne!(a["jti"], r["jti"]);
+}
+
+#[tokio::test]
+async fn the_tokens_are_hs256_signed_with_the_secret_key_so_simplejwt_accepts_them() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let (access, refresh) = app.login_ok("chandler").await;
+
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 0;
+    let key = jsonwebtoken::DecodingKey::from_secret(SECRET_KEY.as_bytes());
+    for token in [&access, &refresh] {
+        let decoded = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .expect("verifies with SECRET_KEY as PyJWT would");
+        assert_eq!(decoded.claims, claims_of(token));
+    }
+}
+
+#[tokio::test]
+async fn the_token_lifetimes_follow_configuration() {
+    let app = spawn_app_with(&[
+        ("ACCESS_TOKEN_LIFETIME", "90s"),
+        ("REFRESH_TOKEN_LIFETIME", "2h"),
+    ])
+    .await;
+    app.register_ok("chandler").await;
+    let (access, refresh) = app.login_ok("chandler").await;
+
+    let lifetime = |token: &str| {
+        let claims = claims_of(token);
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()
+    };
+    assert_eq!(lifetime(&access), 90);
+    assert_eq!(lifetime(&refresh), 7_200);
+}
+
+#[tokio::test]
+async fn each_login_starts_a_session_of_its_own() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let (first, _) = app.login_ok("chandler").await;
+    let (second, _) = app.login_ok("chandler").await;
+
+    assert_ne!(claims_of(&first)["sid"], claims_of(&second)["sid"]);
+    assert_eq!(app.me(&first).await.status, StatusCode::OK);
+    assert_eq!(app.me(&second).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unknown_user_a_wrong_password_and_an_inactive_user_get_one_identical_401() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    app.register_ok("janice").await;
+    app.execute_sql("UPDATE auth_user SET is_active = FALSE WHERE username = 'janice'")
+        .await;
+
+    let unknown = app.login("nobody", STRONG_PASSWORD).await;
+    let wrong_password = app.login("chandler", "correct-Horse-battery-8").await;
+    let inactive = app.login("janice", STRONG_PASSWORD).await;
+
+    for reply in [&unknown, &wrong_password, &inactive] {
+        assert_login_failed(reply);
+    }
+    assert_eq!(unknown.body, wrong_password.body);
+    assert_eq!(wrong_password.body, inactive.body);
+}
+
+#[tokio::test]
+async fn the_password_is_compared_exactly_including_case() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    assert_login_failed(&app.login("chandler", &STRONG_PASSWORD.to_uppercase()).await);
+    assert_login_failed(&app.login("chandler", &format!("{STRONG_PASSWORD} ")).await);
+    assert_login_failed(&app.login("chandler", &STRONG_PASSWORD[1..]).await);
+}
+
+#[tokio::test]
+async fn an_unknown_user_takes_as_long_to_refuse_as_a_wrong_password() {
+    // API.md §4: the same time whether or not the user exists (no user enumeration by
+    // timing). A loose bound, so that a busy machine cannot make it flaky: without a
+    // dummy hash an unknown user answers in well under a tenth of an Argon2 run.
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        assert_login_failed(&app.login("nobody", STRONG_PASSWORD).await);
+        unknown.push(started.elapsed());
+        let started = Instant::now();
+        assert_login_failed(&app.login("chandler", "correct-Horse-battery-8").await);
+        wrong.push(started.elapsed());
+    }
+    unknown.sort();
+    wrong.sort();
+    let (unknown, wrong) = (unknown[3], wrong[3]);
+    assert!(
+        unknown * 4 >= wrong,
+        "median unknown-user login {unknown:?} vs wrong-password login {wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_fields_are_both_named_with_drfs_message() {
+    let app = spawn_app().await;
+
+    let reply = app.post_json("/api/login/", json!({})).await;
+
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["This field is required."], "password": ["This field is required."]})
+    );
+
+    let reply = app
+        .post_json("/api/login/", json!({"username": "chandler"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body, json!({"password": ["This field is required."]}));
+}
+
+#[tokio::test]
+async fn blank_fields_are_refused_with_drfs_message() {
+    let app = spawn_app().await;
+
+    let reply = app
+        .post_json("/api/login/", json!({"username": "", "password": ""}))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["This field may not be blank."], "password": ["This field may not be blank."]})
+    );
+
+    // DRF trims a CharField before the blank check, so a username of spaces is blank too.
+    let reply = app
+        .post_json(
+            "/api/login/",
+            json!({"username": "   ", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["This field may not be blank."]})
+    );
+}
+
+#[tokio::test]
+async fn null_fields_are_refused_with_drfs_message() {
+    let app = spawn_app().await;
+
+    let reply = app
+        .post_json("/api/login/", json!({"username": null, "password": null}))
+        .await;
+
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["This field may not be null."], "password": ["This field may not be null."]})
+    );
+}
+
+#[tokio::test]
+async fn logging_in_sets_last_login_and_every_login_moves_it_forward() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+
+    let (access, _) = app.login_ok("chandler").await;
+    let first = app.me(&access).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let first_login = timestamp(&first.body["last_login"]);
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert!(
+        before <= first_login && first_login <= after,
+        "last_login {first_login} not between {before} and {after}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (access, _) = app.login_ok("chandler").await;
+    let second_login = timestamp(&app.me(&access).await.body["last_login"]);
+    assert!(
+        second_login > first_login,
+        "{second_login} is not after {first_login}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_login_leaves_last_login_alone() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let (access, _) = app.login_ok("chandler").await;
+    let last_login = app.me(&access).await.body["last_login"].clone();
+
+    assert_login_failed(&app.login("chandler", "correct-Horse-battery-8").await);
+
+    assert_eq!(app.me(&access).await.body["last_login"], last_login);
+}
+
+#[tokio::test]
+async fn the_username_is_looked_up_case_insensitively_as_uniqueness_is_case_insensitive() {
+    // A departure from Django's default `ModelBackend` (an exact match), chosen because
+    // API.md §3 makes usernames unique case-insensitively: "CHANDLER" can only mean one user.
+    let app = spawn_app().await;
+    app.register_ok("Chandler").await;
+
+    for spelling in ["Chandler", "chandler", "CHANDLER", "cHaNdLeR"] {
+        let reply = app.login(spelling, STRONG_PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{spelling}: {}", reply.body);
+        let me = app.me(&reply.str("access")).await;
+        assert_eq!(
+            me.body["username"], "Chandler",
+            "the stored spelling is kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_form_encoded_body_signs_in_as_json_does() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let response = app
+        .client
+        .post(app.url("/api/login/"))
+        .form(&[("username", "chandler"), ("password", STRONG_PASSWORD)])
+        .send()
+        .await
+        .expect("request");
+    let reply = Reply::read(response).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(keys(&reply.body), ["access", "refresh"]);
+    assert_eq!(app.me(&reply.str("access")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_form_encoded_body_with_a_wrong_password_gets_the_same_401() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let response = app
+        .client
+        .post(app.url("/api/login/"))
+        .form(&[("username", "chandler"), ("password", "nope-Nope-nope-1")])
+        .send()
+        .await
+        .expect("request");
+
+    assert_login_failed(&Reply::read(response).await);
+}
+
+#[tokio::test]
+async fn a_multipart_body_signs_in_as_json_does() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let form = reqwest::multipart::Form::new()
+        .text("username", "chandler")
+        .text("password", STRONG_PASSWORD);
+    let response = app
+        .client
+        .post(app.url("/api/login/"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    let reply = Reply::read(response).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(keys(&reply.body), ["access", "refresh"]);
+}
+
+#[tokio::test]
+async fn the_path_without_its_trailing_slash_signs_in_too() {
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+
+    let reply = app
+        .post_json(
+            "/api/login",
+            json!({"username": "chandler", "password": STRONG_PASSWORD}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(keys(&reply.body), ["access", "refresh"]);
+}
+
+/// Hashes of `STRONG_PASSWORD` in the encodings Django writes (made with Python's
+/// hashlib, bcrypt and argon2-cffi exactly as Django's hashers call them).
+const DJANGO_HASHES: &[(&str, &str)] = &[
+    (
+        "pbkdf2_sha256",
+        "pbkdf2_sha256$260000$gatehouseSalt256$/I8uealmfV1znTwyFo0bEO71aCBXxxzmnhWZRiXitZc=",
+    ),
+    (
+        "pbkdf2_sha1",
+        "pbkdf2_sha1$260000$gatehouseSalt001$+7I0v3Cs53wTPMfADCVJatoUedQ=",
+    ),
+    (
+        "argon2",
+        "argon2$argon2id$v=19$m=102400,t=2,p=8$5gzGuamZZfe8YcKaYhWhDw$o7nx6LaYcx9AVQ9wPss0WDaA7gsjWk1xGxilTjUXNwE",
+    ),
+    (
+        "bcrypt_sha256",
+        "bcrypt_sha256$$2b$12$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+    ),
+    (
+        "scrypt",
+        "scrypt$16384$gatehouseScrypt1$8$1$yRhPwA0hK66drScBM23ardMeY9t4jrY+Iy4SaenMX16iPP7xTICY1LXPpvxEjBOXbqpmbv2v3AjcYic5AVeumg==",
+    ),
+];
+
+#[tokio::test]
+async fn every_password_hash_django_writes_signs_in_and_keeps_signing_in_after_the_rehash() {
+    // API.md §9: users of an existing Django database keep their passwords; after the
+    // first login the hash is upgraded to gatehouse's Argon2id, which must verify too.
+    let app = spawn_app().await;
+    let mut failures = Vec::new();
+    for (algorithm, hash) in DJANGO_HASHES {
+        let username = format!("user_{algorithm}");
+        app.register_ok(&username).await;
+        app.execute_sql(&format!(
+            "UPDATE auth_user SET password = '{hash}' WHERE username = '{username}'"
+        ))
+        .await;
+
+        let wrong = app.login(&username, "correct-Horse-battery-8").await;
+        let first = app.login(&username, STRONG_PASSWORD).await;
+        let second = app.login(&username, STRONG_PASSWORD).await;
+        if wrong.status != StatusCode::UNAUTHORIZED
+            || first.status != StatusCode::OK
+            || second.status != StatusCode::OK
+        {
+            failures.push(format!(
+                "{algorithm}: wrong password {}, first login {} {}, second login {} {}",
+                wrong.status, first.status, first.body, second.status, second.body
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

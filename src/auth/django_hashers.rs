@@ -1,0 +1,213 @@
+//! Reading the password hashes Django's default hashers write (API.md §9), so users
+//! of an existing Django database log in without a reset:
+//! `argon2$argon2id$…`, `pbkdf2_sha256$iterations$salt$hash`, `pbkdf2_sha1$…`,
+//! `bcrypt_sha256$$2b$…`, `bcrypt$$2b$…` and `scrypt$n$salt$r$p$hash`.
+//!
+//! The primitives come from RustCrypto (`pbkdf2`, `sha1`, `sha2`, `scrypt`, `argon2`)
+//! and the `bcrypt` crate; only Django's string layouts are parsed here. Comparisons are
+//! constant-time. Cost parameters read from the database are bounded, so a hostile row
+//! cannot make one login take unbounded time or memory.
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+/// The prefix Django's `Argon2PasswordHasher` puts before the PHC string.
+pub const ARGON2_PREFIX: &str = "argon2";
+
+/// Django 5.2 writes 1,000,000 PBKDF2 iterations; allow generous headroom, no more.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// scrypt memory is 128·n·r bytes; 256 MiB is 16× Django's default (n=2¹⁴, r=8).
+const MAX_SCRYPT_N_TIMES_R: u64 = 1 << 21;
+const MAX_SCRYPT_P: u32 = 16;
+
+/// A stored hash gatehouse can verify.
+pub enum DjangoHash<'a> {
+    Argon2(PasswordHash<'a>),
+    Pbkdf2Sha256 {
+        iterations: u32,
+        salt: &'a str,
+        hash: Vec<u8>,
+    },
+    Pbkdf2Sha1 {
+        iterations: u32,
+        salt: &'a str,
+        hash: Vec<u8>,
+    },
+    /// The `$2b$…` bcrypt string; `prehash` for `bcrypt_sha256`.
+    Bcrypt {
+        bcrypt: &'a str,
+        prehash: bool,
+    },
+    Scrypt {
+        log_n: u8,
+        r: u32,
+        p: u32,
+        salt: &'a str,
+        hash: Vec<u8>,
+    },
+}
+
+impl<'a> DjangoHash<'a> {
+    /// Parses Django's encoding; `None` for unknown algorithms, unusable passwords
+    /// (`!…`) and malformed or out-of-bounds strings.
+    pub fn parse(encoded: &'a str) -> Option<Self> {
+        let (algorithm, rest) = encoded.split_once('$')?;
+        match algorithm {
+            ARGON2_PREFIX => PasswordHash::new(&encoded[ARGON2_PREFIX.len()..])
+                .ok()
+                .filter(|h| h.algorithm.as_str().starts_with("argon2"))
+                .map(DjangoHash::Argon2),
+            "pbkdf2_sha256" | "pbkdf2_sha1" => {
+                let mut parts = rest.splitn(3, '$');
+                let iterations: u32 = parts
+                    .next()?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PBKDF2_ITERATIONS).contains(n))?;
+                let salt = parts.next()?;
+                let hash = STANDARD.decode(parts.next()?).ok()?;
+                Some(if algorithm == "pbkdf2_sha256" {
+                    DjangoHash::Pbkdf2Sha256 {
+                        iterations,
+                        salt,
+                        hash,
+                    }
+                } else {
+                    DjangoHash::Pbkdf2Sha1 {
+                        iterations,
+                        salt,
+                        hash,
+                    }
+                })
+            }
+            "bcrypt_sha256" | "bcrypt" => {
+                // `bcrypt_sha256$` + bcrypt's own `$2b$12$…`.
+                let bcrypt = rest;
+                bcrypt.starts_with("$2").then_some(DjangoHash::Bcrypt {
+                    bcrypt,
+                    prehash: algorithm == "bcrypt_sha256",
+                })
+            }
+            "scrypt" => {
+                let mut parts = rest.splitn(5, '$');
+                let n: u64 = parts.next()?.parse().ok()?;
+                let salt = parts.next()?;
+                let r: u32 = parts.next()?.parse().ok()?;
+                let p: u32 = parts.next()?.parse().ok()?;
+                let hash = STANDARD.decode(parts.next()?).ok()?;
+                let bounded = n.is_power_of_two()
+                    && n > 1
+                    && r > 0
+                    && n * u64::from(r) <= MAX_SCRYPT_N_TIMES_R
+                    && (1..=MAX_SCRYPT_P).contains(&p);
+                bounded.then_some(DjangoHash::Scrypt {
+                    log_n: n.trailing_zeros() as u8,
+                    r,
+                    p,
+                    salt,
+                    hash,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `password` is the one this hash was made from. Blocking and slow by design.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            DjangoHash::Argon2(hash) => Argon2::default().verify_password(password, hash).is_ok(),
+            DjangoHash::Pbkdf2Sha256 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                let mut out = vec![0u8; hash.len().max(1)];
+                pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+                    password,
+                    salt.as_bytes(),
+                    *iterations,
+                    &mut out,
+                );
+                bool::from(out.ct_eq(hash))
+            }
+            DjangoHash::Pbkdf2Sha1 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                let mut out = vec![0u8; hash.len().max(1)];
+                pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt.as_bytes(), *iterations, &mut out);
+                bool::from(out.ct_eq(hash))
+            }
+            DjangoHash::Bcrypt { bcrypt, prehash } => {
+                // Django's bcrypt_sha256 feeds bcrypt the hex SHA-256 of the password, so
+                // long passwords are not truncated at bcrypt's 72 bytes.
+                let input = if *prehash {
+                    hex::encode(sha2::Sha256::digest(password)).into_bytes()
+                } else {
+                    password.to_vec()
+                };
+                bcrypt::verify(input, bcrypt).unwrap_or(false)
+            }
+            DjangoHash::Scrypt {
+                log_n,
+                r,
+                p,
+                salt,
+                hash,
+            } => {
+                let Ok(params) = scrypt::Params::new(*log_n, *r, *p, hash.len().max(10)) else {
+                    return false;
+                };
+                let mut out = vec![0u8; hash.len().max(10)];
+                scrypt::scrypt(password, salt.as_bytes(), &params, &mut out).is_ok()
+                    && bool::from(out.ct_eq(hash))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Made with Python's hashlib and bcrypt exactly as Django's hashers call them, for
+    // the password "correct-Horse-battery-7".
+    const PASSWORD: &[u8] = b"correct-Horse-battery-7";
+    const VECTORS: &[&str] = &[
+        "pbkdf2_sha256$260000$gatehouseSalt256$/I8uealmfV1znTwyFo0bEO71aCBXxxzmnhWZRiXitZc=",
+        "pbkdf2_sha1$260000$gatehouseSalt001$+7I0v3Cs53wTPMfADCVJatoUedQ=",
+        "bcrypt_sha256$$2b$12$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+        "scrypt$16384$gatehouseScrypt1$8$1$yRhPwA0hK66drScBM23ardMeY9t4jrY+Iy4SaenMX16iPP7xTICY1LXPpvxEjBOXbqpmbv2v3AjcYic5AVeumg==",
+    ];
+
+    #[test]
+    fn djangos_hashes_verify_the_right_password_only() {
+        for encoded in VECTORS {
+            let hash = DjangoHash::parse(encoded).unwrap_or_else(|| panic!("parses: {encoded}"));
+            assert!(hash.verify(PASSWORD), "{encoded}");
+            assert!(!hash.verify(b"correct-Horse-battery-8"), "{encoded}");
+        }
+    }
+
+    #[test]
+    fn unknown_malformed_and_unbounded_hashes_are_not_read() {
+        for encoded in [
+            "",
+            "!unusable",
+            "md5$salt$abc",
+            "pbkdf2_sha256$abc$salt$hash",
+            "pbkdf2_sha256$99999999999$salt$aGFzaA==",
+            "scrypt$1048576$salt$64$5$aGFzaA==",
+            "scrypt$1000$salt$8$1$aGFzaA==",
+            "bcrypt_sha256$nope",
+            "argon2$garbage",
+        ] {
+            assert!(DjangoHash::parse(encoded).is_none(), "{encoded}");
+        }
+    }
+}
