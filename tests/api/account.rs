@@ -1,1 +1,515 @@
-// filled in below
+//! The signed-in user's own account: `/api/users/me/`, `/api/change_password/` and
+//! `/api/delete_account/` (API.md §3, §4, §6).
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Django's answer to a failed login (API.md §4).
+fn login_failed() -> Value {
+    json!({"detail": "No active account found with the given credentials"})
+}
+
+/// SimpleJWT's 401 for the token of a user that no longer exists (API.md §5).
+fn user_not_found() -> Value {
+    json!({"detail": "User not found", "code": "user_not_found"})
+}
+
+/// Asserts `value` is an RFC 3339 timestamp in UTC written with `Z`, within a minute of now.
+fn assert_recent_utc_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp string: {value}"));
+    assert!(text.ends_with('Z'), "not UTC with Z: {text}");
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("not RFC 3339: {text}: {e}"));
+    assert_eq!(at.offset().local_minus_utc(), 0, "{text}");
+    let age = chrono::Utc::now().signed_duration_since(at).num_seconds();
+    assert!((-60..=60).contains(&age), "not recent: {text}");
+}
+
+/// The whole user body `register_ok` + `login_ok` leave for `username`, with the
+/// timestamps taken from `body` once they are checked.
+fn fresh_user(id: i64, username: &str, body: &Value) -> Value {
+    assert_recent_utc_timestamp(&body["date_joined"]);
+    assert_recent_utc_timestamp(&body["last_login"]);
+    json!({
+        "id": id,
+        "username": username,
+        "email": format!("{username}@example.com"),
+        "first_name": "",
+        "last_name": "",
+        "is_active": true,
+        "is_staff": false,
+        "is_superuser": false,
+        "date_joined": body["date_joined"],
+        "last_login": body["last_login"],
+    })
+}
+
+async fn patch_me(app: &TestApp, access: &str, body: Value) -> Reply {
+    app.send_auth(Method::PATCH, "/api/users/me/", access, Some(body))
+        .await
+}
+
+async fn change_password(app: &TestApp, access: &str, old: &str, new: &str) -> Reply {
+    app.send_auth(
+        Method::POST,
+        "/api/change_password/",
+        access,
+        Some(json!({"old_password": old, "new_password": new})),
+    )
+    .await
+}
+
+// ---- GET /api/users/me/ ----
+
+#[tokio::test]
+async fn me_answers_exactly_the_users_fields_with_utc_timestamps() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("chandler").await;
+    let reply = app.me(&access).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.body, fresh_user(id, "chandler", &reply.body));
+    assert!(id > 0);
+}
+
+#[tokio::test]
+async fn me_never_shows_a_password_or_its_hash() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("chandler").await;
+    let reply = app.me(&access).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = reply.body.to_string();
+    assert!(!text.contains("password"), "{text}");
+    assert!(!text.contains("argon2"), "{text}");
+    assert!(!text.contains(STRONG_PASSWORD), "{text}");
+}
+
+// ---- PATCH / PUT /api/users/me/ ----
+
+#[tokio::test]
+async fn first_and_last_name_change_without_a_password() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("monica").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"first_name": "Monica", "last_name": "Geller"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "monica", &reply.body);
+    expected["first_name"] = json!("Monica");
+    expected["last_name"] = json!("Geller");
+    assert_eq!(reply.body, expected);
+
+    let me = app.me(&access).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body, expected);
+}
+
+#[tokio::test]
+async fn changing_the_username_without_current_password_is_refused() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    let reply = patch_me(&app, &access, json!({"username": "drross"})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"current_password": ["This field is required."]})
+    );
+    let me = app.me(&access).await;
+    assert_eq!(me.body, fresh_user(id, "ross", &me.body));
+}
+
+#[tokio::test]
+async fn changing_the_email_without_current_password_is_refused() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    let reply = patch_me(&app, &access, json!({"email": "ross@nyu.edu"})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"current_password": ["This field is required."]})
+    );
+    let me = app.me(&access).await;
+    assert_eq!(me.body, fresh_user(id, "ross", &me.body));
+}
+
+#[tokio::test]
+async fn changing_the_username_or_email_with_a_wrong_current_password_is_refused() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    for body in [
+        json!({"username": "drross", "current_password": "not-the-Password-9"}),
+        json!({"email": "ross@nyu.edu", "current_password": "not-the-Password-9"}),
+    ] {
+        let reply = patch_me(&app, &access, body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            reply.body,
+            json!({"current_password": ["Invalid password."]})
+        );
+    }
+    let me = app.me(&access).await;
+    assert_eq!(me.body, fresh_user(id, "ross", &me.body));
+}
+
+#[tokio::test]
+async fn the_username_changes_with_the_right_current_password_and_login_follows_it() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"username": "drgeller", "current_password": STRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "ross", &reply.body);
+    expected["username"] = json!("drgeller");
+    assert_eq!(reply.body, expected);
+    assert_eq!(app.me(&access).await.body, expected);
+
+    let login = app.login("drgeller", STRONG_PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let login = app.login("ross", STRONG_PASSWORD).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(login.body, login_failed());
+}
+
+#[tokio::test]
+async fn the_email_changes_with_the_right_current_password() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"email": "Ross.Geller@NYU.edu", "current_password": STRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "ross", &reply.body);
+    expected["email"] = json!("Ross.Geller@nyu.edu");
+    assert_eq!(reply.body, expected);
+    assert_eq!(app.me(&access).await.body, expected);
+}
+
+#[tokio::test]
+async fn sending_the_same_username_and_email_back_needs_no_password() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("rachel").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"username": "rachel", "email": "rachel@example.com", "first_name": "Rachel"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "rachel", &reply.body);
+    expected["first_name"] = json!("Rachel");
+    assert_eq!(reply.body, expected);
+}
+
+#[tokio::test]
+async fn another_users_username_is_taken_in_any_case() {
+    let app = spawn_app().await;
+    app.register_ok("phoebe").await;
+    let (id, access, _) = app.signed_in("joey").await;
+    for taken in ["phoebe", "PHOEBE", "Phoebe"] {
+        let reply = patch_me(
+            &app,
+            &access,
+            json!({"username": taken, "current_password": STRONG_PASSWORD}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{taken}");
+        assert_eq!(
+            reply.body,
+            json!({"username": ["A user with that username already exists."]}),
+            "{taken}"
+        );
+    }
+    let me = app.me(&access).await;
+    assert_eq!(me.body, fresh_user(id, "joey", &me.body));
+}
+
+#[tokio::test]
+async fn another_users_email_is_taken_in_any_case() {
+    let app = spawn_app().await;
+    app.register_ok("phoebe").await;
+    let (_, access, _) = app.signed_in("joey").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"email": "PHOEBE@Example.com", "current_password": STRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"email": ["A user with that email already exists."]})
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_new_username_is_refused_with_djangos_message() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("joey").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({"username": "joey tribbiani", "current_password": STRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."]})
+    );
+}
+
+#[tokio::test]
+async fn read_only_fields_in_the_body_are_ignored() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("gunther").await;
+    let reply = patch_me(
+        &app,
+        &access,
+        json!({
+            "id": id + 1000,
+            "is_staff": true,
+            "is_superuser": true,
+            "date_joined": "2000-01-01T00:00:00Z",
+            "last_login": "2000-01-01T00:00:00Z",
+            "last_name": "Centralperk",
+        }),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "gunther", &reply.body);
+    expected["last_name"] = json!("Centralperk");
+    assert_eq!(reply.body, expected);
+    assert_eq!(app.me(&access).await.body, expected);
+}
+
+#[tokio::test]
+async fn put_without_username_and_email_names_both_as_required() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("janice").await;
+    let reply = app
+        .send_auth(
+            Method::PUT,
+            "/api/users/me/",
+            &access,
+            Some(json!({"first_name": "Janice"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["This field is required."], "email": ["This field is required."]})
+    );
+    let me = app.me(&access).await;
+    assert_eq!(me.body, fresh_user(id, "janice", &me.body));
+}
+
+#[tokio::test]
+async fn put_with_the_same_username_and_email_changes_the_names() {
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("janice").await;
+    let reply = app
+        .send_auth(
+            Method::PUT,
+            "/api/users/me/",
+            &access,
+            Some(json!({
+                "username": "janice",
+                "email": "janice@example.com",
+                "first_name": "Janice",
+                "last_name": "Hosenstein",
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut expected = fresh_user(id, "janice", &reply.body);
+    expected["first_name"] = json!("Janice");
+    expected["last_name"] = json!("Hosenstein");
+    assert_eq!(reply.body, expected);
+}
+
+// ---- DELETE /api/users/me/ and /api/delete_account/ ----
+
+#[tokio::test]
+async fn deleting_me_answers_204_with_an_empty_body_and_the_user_is_gone() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("richard").await;
+    let response = app
+        .client
+        .delete(app.url("/api/users/me/"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let bytes = response.bytes().await.expect("body");
+    assert!(bytes.is_empty(), "{:?}", String::from_utf8_lossy(&bytes));
+
+    let login = app.login("richard", STRONG_PASSWORD).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(login.body, login_failed());
+    let me = app.me(&access).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me.body, user_not_found());
+}
+
+#[tokio::test]
+async fn delete_account_answers_the_seeds_message_and_the_login_stops_working() {
+    let app = spawn_app().await;
+    let (_, access, refresh) = app.signed_in("chandler").await;
+    let reply = app
+        .send_auth(Method::DELETE, "/api/delete_account/", &access, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body,
+        json!({"message": "Account deleted successfully"})
+    );
+
+    let login = app.login("chandler", STRONG_PASSWORD).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(login.body, login_failed());
+    let me = app.me(&access).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me.body, user_not_found());
+    assert_eq!(app.refresh(&refresh).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_deleted_username_and_email_can_be_registered_again_by_a_new_user() {
+    let app = spawn_app().await;
+    let (old_id, access, _) = app.signed_in("chandler").await;
+    let reply = app
+        .send_auth(Method::DELETE, "/api/delete_account/", &access, None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let (new_id, new_access, _) = app.signed_in("chandler").await;
+    assert_ne!(new_id, old_id, "a deleted user's id is never reused");
+    let me = app.me(&new_access).await;
+    assert_eq!(me.body, fresh_user(new_id, "chandler", &me.body));
+    // The old token names the deleted user, not the new one.
+    let me = app.me(&access).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+}
+
+// ---- POST /api/change_password/ ----
+
+#[tokio::test]
+async fn change_password_without_fields_names_both() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("mike").await;
+    let reply = app
+        .send_auth(
+            Method::POST,
+            "/api/change_password/",
+            &access,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"old_password": ["This field is required."], "new_password": ["This field is required."]})
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_old_password_is_refused_and_nothing_changes() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("mike").await;
+    let reply = change_password(&app, &access, "wrong-Old-password-1", "brand-New-secret-42").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body, json!({"old_password": ["Invalid password."]}));
+    assert_eq!(
+        app.login("mike", STRONG_PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("mike", "brand-New-secret-42").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_weak_new_password_is_refused_with_djangos_messages() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("mike").await;
+    let reply = change_password(&app, &access, STRONG_PASSWORD, "12345").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"new_password": [
+            "This password is too short. It must contain at least 8 characters.",
+            "This password is too common.",
+            "This password is entirely numeric.",
+        ]})
+    );
+    assert_eq!(
+        app.login("mike", STRONG_PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_new_password_like_the_username_is_refused() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("rachelgreen").await;
+    let reply = change_password(&app, &access, STRONG_PASSWORD, "rachelgreen1").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"new_password": ["The password is too similar to the username."]})
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_swaps_which_password_logs_in() {
+    let app = spawn_app().await;
+    let (_, access, _) = app.signed_in("mike").await;
+    let new = "brand-New-secret-42";
+    let reply = change_password(&app, &access, STRONG_PASSWORD, new).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"message": "Password changed successfully"})
+    );
+
+    let old = app.login("mike", STRONG_PASSWORD).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(old.body, login_failed());
+    let fresh = app.login("mike", new).await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session_but_not_this_one() {
+    let app = spawn_app().await;
+    let (_, access, refresh) = app.signed_in("mike").await;
+    let (other_access, other_refresh) = app.login_ok("mike").await;
+    let reply = change_password(&app, &access, STRONG_PASSWORD, "brand-New-secret-42").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    assert_eq!(app.me(&access).await.status, StatusCode::OK);
+    assert_eq!(app.refresh(&refresh).await.status, StatusCode::OK);
+
+    let me = app.me(&other_access).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me.body, access_token_not_valid());
+    assert_eq!(
+        app.refresh(&other_refresh).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
