@@ -149,6 +149,7 @@ async fn create_superuser(
         password_hash,
         first_name: String::new(),
         last_name: String::new(),
+        is_active: true,
         is_staff: true,
         is_superuser: true,
     };

@@ -29,6 +29,12 @@ pub const USER_NOT_FOUND: &str = "User not found";
 pub const USER_INACTIVE: &str = "User is inactive";
 pub const NO_ACTIVE_ACCOUNT_FOR_TOKEN: &str = "No active account found for the given token.";
 
+pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
+pub const INVALID_PAGE: &str = "Invalid page.";
+pub const LAST_SUPERUSER_DEMOTED: &str = "The last active superuser cannot be demoted.";
+pub const LAST_SUPERUSER_DEACTIVATED: &str = "The last active superuser cannot be deactivated.";
+pub const LAST_SUPERUSER_DELETED: &str = "The last active superuser cannot be deleted.";
+
 pub const NOT_FOUND: &str = "Not found.";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
 pub const INVALID_HOST: &str = "Invalid Host header.";
@@ -55,6 +61,14 @@ pub fn password_too_short(min_length: usize) -> String {
 /// verbose name ("username", "email address", …).
 pub fn password_too_similar(attribute: &str) -> String {
     format!("The password is too similar to the {attribute}.")
+}
+
+/// The 400 for `?ordering=` naming a field that cannot be ordered by.
+pub fn invalid_ordering(fields: &[String]) -> String {
+    format!(
+        "Invalid ordering field(s): {}. Choose from id, username, email, date_joined, each with an optional leading '-'.",
+        fields.join(", ")
+    )
 }
 
 /// DRF's `MethodNotAllowed` message.

@@ -1,25 +1,29 @@
 //! The signed-in user's own account: register, read and change the profile, change the
-//! password, delete the account (API.md §4, §6).
+//! password, delete the account (API.md §4, §6). The rules for changing a user live in
+//! `users.rs`, shared with staff administration.
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
+use super::users::{change_user, delete_user, name_field, Change, Flags};
 use crate::auth::passwords::Verified;
 use crate::domain::password::UserAttributes;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, Username};
 use crate::state::AppState;
-use crate::store::{NewUser, ProfileUpdate};
+use crate::store::NewUser;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-/// `POST /api/register/` → 201 `{"message", "username", "email"}`.
-pub async fn register(
-    State(state): State<AppState>,
-    fields: Fields,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut errors = FieldErrors::new();
+/// Reads and checks `username`, `email`, `password` (and optional `first_name`,
+/// `last_name`) as registration does, adding to `errors` found earlier; hashes the
+/// password. The flags of the result are those of a plain user.
+pub(crate) async fn validated_new_user(
+    state: &AppState,
+    fields: &Fields,
+    mut errors: FieldErrors,
+) -> Result<NewUser, ApiError> {
     let username = errors.check(
         "username",
         fields
@@ -32,12 +36,19 @@ pub async fn register(
             .required_text("email", true)
             .and_then(|s| EmailAddress::parse(&s)),
     );
+    let first_name = errors
+        .check("first_name", name_field(fields, "first_name"))
+        .flatten();
+    let last_name = errors
+        .check("last_name", name_field(fields, "last_name"))
+        .flatten();
     let password = errors.check("password", fields.required_text("password", false));
     if let Some(password) = &password {
         let attributes = UserAttributes {
             username: username.as_ref().map(Username::as_str),
             email: email.as_ref().map(EmailAddress::as_str),
-            ..Default::default()
+            first_name: first_name.as_deref(),
+            last_name: last_name.as_deref(),
         };
         errors.check("password", state.policy.validate(password, attributes));
     }
@@ -45,28 +56,32 @@ pub async fn register(
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
         return Err(errors.into());
     };
-
-    let password_hash = state.hasher.hash(SecretString::from(password)).await?;
-    let new_user = NewUser {
+    Ok(NewUser {
         username,
         email,
-        password_hash,
-        first_name: String::new(),
-        last_name: String::new(),
+        password_hash: state.hasher.hash(SecretString::from(password)).await?,
+        first_name: first_name.unwrap_or_default(),
+        last_name: last_name.unwrap_or_default(),
+        is_active: true,
         is_staff: false,
         is_superuser: false,
-    };
+    })
+}
+
+/// `POST /api/register/` → 201 `{"message", "username", "email"}`.
+pub async fn register(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let new_user = validated_new_user(&state, &fields, FieldErrors::new()).await?;
     let user = state
         .store
         .insert_user(&new_user, chrono::Utc::now())
         .await?;
     tracing::Span::current().record("user_id", user.id.0);
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"message": messages::REGISTERED, "username": user.username, "email": user.email}),
-        ),
-    ))
+    let body =
+        json!({"message": messages::REGISTERED, "username": user.username, "email": user.email});
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// `DELETE /api/delete_account/` → 200 with the seed's message.
@@ -74,7 +89,7 @@ pub async fn delete_account(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<Value>, ApiError> {
-    state.store.delete_user(auth.user.id).await?;
+    delete_user(&state, auth.user.id).await?;
     Ok(Json(json!({"message": messages::ACCOUNT_DELETED})))
 }
 
@@ -83,7 +98,7 @@ pub async fn me_delete(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_user(auth.user.id).await?;
+    delete_user(&state, auth.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -92,111 +107,46 @@ pub async fn me_get(auth: AuthUser) -> Json<User> {
     Json(auth.user)
 }
 
-/// `PATCH /api/users/me/`: change any of `username`, `email`, `first_name`, `last_name`.
+/// `PATCH /api/users/me/`: change any of `username`, `email`, `first_name`, `last_name`;
+/// the flags are read-only here (API.md §6).
 pub async fn me_patch(
-    state: State<AppState>,
+    State(state): State<AppState>,
     auth: AuthUser,
     fields: Fields,
 ) -> Result<Json<User>, ApiError> {
-    update_own_profile(state, auth, fields, false).await
+    let user = change_user(
+        &state,
+        &auth,
+        &auth.user,
+        &fields,
+        Change::Partial,
+        Flags::ReadOnly,
+    )
+    .await?;
+    Ok(Json(user))
 }
 
 /// `PUT /api/users/me/`: as PATCH, but `username` and `email` must be present (DRF's
 /// full update of a serializer whose required fields they are).
 pub async fn me_put(
-    state: State<AppState>,
-    auth: AuthUser,
-    fields: Fields,
-) -> Result<Json<User>, ApiError> {
-    update_own_profile(state, auth, fields, true).await
-}
-
-async fn update_own_profile(
     State(state): State<AppState>,
     auth: AuthUser,
     fields: Fields,
-    full: bool,
 ) -> Result<Json<User>, ApiError> {
-    let mut errors = FieldErrors::new();
-    let mut update = ProfileUpdate::default();
-    let current = &auth.user;
-
-    if full || fields.contains("username") {
-        update.username = errors.check(
-            "username",
-            fields
-                .required_text("username", true)
-                .and_then(|s| Username::parse(&s)),
-        );
-    }
-    if full || fields.contains("email") {
-        update.email = errors.check(
-            "email",
-            fields
-                .required_text("email", true)
-                .and_then(|s| EmailAddress::parse(&s)),
-        );
-    }
-    for (name, slot) in [
-        ("first_name", &mut update.first_name),
-        ("last_name", &mut update.last_name),
-    ] {
-        *slot = errors.check(name, name_field(&fields, name)).flatten();
-    }
-    errors.clone().into_result()?;
-
-    // API.md §6: changing the username or email, the keys of the account, needs the
-    // current password; sending the same values back does not.
-    let changes_identity = update
-        .username
-        .as_ref()
-        .is_some_and(|u| u.as_str() != current.username)
-        || update
-            .email
-            .as_ref()
-            .is_some_and(|e| e.as_str() != current.email);
-    if changes_identity {
-        verify_current_password(&state, &auth, &fields, "current_password").await?;
-    }
-    let user = state
-        .store
-        .update_profile(current.id, &update)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let user = change_user(
+        &state,
+        &auth,
+        &auth.user,
+        &fields,
+        Change::Full,
+        Flags::ReadOnly,
+    )
+    .await?;
     Ok(Json(user))
 }
 
-/// `first_name` / `last_name`: optional, may be blank, at most 150 characters; trimmed
-/// as DRF trims.
-fn name_field(fields: &Fields, name: &str) -> Result<Option<String>, Vec<String>> {
-    match fields.text(name)? {
-        None => Ok(None),
-        Some(s) if s.trim().chars().count() > 150 => Err(vec![messages::NAME_TOO_LONG.to_owned()]),
-        Some(s) => Ok(Some(s.trim().to_owned())),
-    }
-}
-
-/// Checks the password in `field` against the signed-in user's: 400 on that field when it
-/// is missing or wrong.
-async fn verify_current_password(
-    state: &AppState,
-    auth: &AuthUser,
-    fields: &Fields,
-    field: &str,
-) -> Result<(), ApiError> {
-    let given = fields.required_text(field, false).map_err(|m| {
-        let mut errors = FieldErrors::new();
-        errors.add_all(field, m);
-        ApiError::Invalid(errors)
-    })?;
-    if password_matches(state, auth, given).await? {
-        Ok(())
-    } else {
-        Err(ApiError::field(field, messages::INVALID_PASSWORD))
-    }
-}
-
-async fn password_matches(
+/// Whether `given` is the signed-in user's password (one Argon2 verification).
+pub(crate) async fn password_matches(
     state: &AppState,
     auth: &AuthUser,
     given: String,
@@ -206,13 +156,11 @@ async fn password_matches(
         .credentials_by_id(auth.user.id)
         .await?
         .map(|c| c.password_hash);
-    Ok(matches!(
-        state
-            .hasher
-            .verify(SecretString::from(given), stored)
-            .await?,
-        Verified::Yes { .. }
-    ))
+    let verdict = state
+        .hasher
+        .verify(SecretString::from(given), stored)
+        .await?;
+    Ok(matches!(verdict, Verified::Yes { .. }))
 }
 
 /// `POST /api/change_password/` `{"old_password", "new_password"}`: every other session
@@ -246,14 +194,10 @@ pub async fn change_password(
     };
 
     let hash = state.hasher.hash(SecretString::from(new)).await?;
+    let now = chrono::Utc::now();
     state
         .store
-        .set_password(
-            auth.user.id,
-            &hash,
-            auth.claims.sid.as_deref(),
-            chrono::Utc::now(),
-        )
+        .set_password(auth.user.id, &hash, auth.claims.sid.as_deref(), now)
         .await?;
     Ok(Json(json!({"message": messages::PASSWORD_CHANGED})))
 }

@@ -155,6 +155,11 @@ impl Fields {
         }
     }
 
+    /// The raw value of a field, for fields that are not text.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }

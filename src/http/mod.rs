@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod users;
 
 use crate::domain::messages;
 use crate::state::AppState;
@@ -42,6 +43,14 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
                 .patch(account::me_patch)
                 .put(account::me_put)
                 .delete(account::me_delete),
+        )
+        .route("/api/users", get(users::list).post(users::create))
+        .route(
+            "/api/users/{id}",
+            get(users::retrieve)
+                .patch(users::patch)
+                .put(users::put)
+                .delete(users::destroy),
         )
         .route("/api/health", get(health::health))
         .merge(extra)

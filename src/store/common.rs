@@ -8,9 +8,10 @@
 //!   UTC text on SQLite, `timestamptz` on PostgreSQL);
 //! - `fn row_to_user` and `fn row_to_credentials`;
 //! - `const MIGRATIONS`: its list from `migrate.rs`;
+//! - `fn search_condition(n, term)`: the SQL matching `?search=` term `$n`;
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
-//!   write lock from its start on SQLite) and `async fn lock_for_migrations(tx)` (so
-//!   that instances starting at once migrate one after the other).
+//!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
+//!   migrations and superuser changes across instances).
 //!
 //! A macro rather than generics over `sqlx::Database`: the bounds sqlx needs for a
 //! generic executor are longer than the code they would save, and a macro keeps the
@@ -37,7 +38,7 @@ macro_rules! impl_store {
         impl Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                self.lock_for_migrations(&mut tx).await?;
+                self.lock(&mut tx, MIGRATIONS_LOCK).await?;
                 tx.execute(migrate::LEDGER_DDL).await?;
                 let applied: Vec<i64> =
                     sqlx::query_scalar("SELECT version FROM gatehouse_migration")
@@ -92,6 +93,7 @@ macro_rules! impl_store {
                     .bind(user.is_staff)
                     .bind(db_time(now))
                     .bind(&user.first_name)
+                    .bind(user.is_active)
                     .fetch_one(&self.pool)
                     .await;
                 match inserted {
@@ -101,7 +103,7 @@ macro_rules! impl_store {
                         email: user.email.as_str().to_owned(),
                         first_name: user.first_name.clone(),
                         last_name: user.last_name.clone(),
-                        is_active: true,
+                        is_active: user.is_active,
                         is_staff: user.is_staff,
                         is_superuser: user.is_superuser,
                         // Both databases keep microseconds.
@@ -149,42 +151,138 @@ macro_rules! impl_store {
                 Ok(row.as_ref().map(row_to_credentials).transpose()?)
             }
 
-            async fn update_profile(
+            async fn update_user(
                 &self,
                 id: UserId,
-                update: &ProfileUpdate,
-            ) -> Result<Option<User>, StoreError> {
-                let updated = sqlx::query(&sql::update_profile())
+                update: &UserUpdate,
+                now: DateTime<Utc>,
+            ) -> Result<Guarded<User>, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let demotes = update.is_active == Some(false) || update.is_superuser == Some(false);
+                if demotes {
+                    self.lock(&mut tx, SUPERUSERS_LOCK).await?;
+                }
+                let Some(row) = sqlx::query(&sql::user_by_id())
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(Guarded::NotFound);
+                };
+                let before = row_to_user(&row)?;
+                let stays_superuser = update.is_active.unwrap_or(before.is_active)
+                    && update.is_superuser.unwrap_or(before.is_superuser);
+                if before.is_active && before.is_superuser && !stays_superuser {
+                    let others: i64 = sqlx::query_scalar(sql::OTHER_ACTIVE_SUPERUSERS)
+                        .bind(id.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if others == 0 {
+                        return Ok(Guarded::LastSuperuser);
+                    }
+                }
+                let updated = sqlx::query(&sql::update_user())
                     .bind(id.0)
                     .bind(update.username.as_ref().map(|u| u.as_str()))
                     .bind(update.email.as_ref().map(|e| e.as_str()))
                     .bind(update.first_name.as_deref())
                     .bind(update.last_name.as_deref())
-                    .fetch_optional(&self.pool)
+                    .bind(update.is_active)
+                    .bind(update.is_staff)
+                    .bind(update.is_superuser)
+                    .fetch_one(&mut *tx)
                     .await;
-                match updated {
-                    Ok(row) => Ok(row.as_ref().map(row_to_user).transpose()?),
+                let after = match updated {
+                    Ok(row) => row_to_user(&row)?,
                     Err(error) if is_unique_violation(&error) => {
+                        drop(tx);
                         let username = update.username.as_ref().map_or("", |u| u.as_str());
                         let email = update.email.as_ref().map_or("", |e| e.as_str());
-                        Err(self.which_taken(username, email, id.0).await)
+                        return Err(self.which_taken(username, email, id.0).await);
                     }
-                    Err(error) => Err(error.into()),
+                    Err(error) => return Err(error.into()),
+                };
+                if before.is_active && !after.is_active {
+                    // API.md §7: deactivating a user ends its sessions at once.
+                    sqlx::query(sql::SET_TOKEN_CUTOFF)
+                        .bind(id.0)
+                        .bind(now.timestamp())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::END_SESSIONS_EXCEPT)
+                        .bind(id.0)
+                        .bind(None::<&str>)
+                        .execute(&mut *tx)
+                        .await?;
                 }
+                tx.commit().await?;
+                Ok(Guarded::Done(after))
             }
 
-            async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+            async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError> {
                 let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, SUPERUSERS_LOCK).await?;
+                let flags: Option<(bool, bool)> = sqlx::query_as(sql::USER_FLAGS)
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((is_active, is_superuser)) = flags else {
+                    return Ok(Guarded::NotFound);
+                };
+                if is_active && is_superuser {
+                    let others: i64 = sqlx::query_scalar(sql::OTHER_ACTIVE_SUPERUSERS)
+                        .bind(id.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if others == 0 {
+                        return Ok(Guarded::LastSuperuser);
+                    }
+                }
                 for statement in sql::DELETE_USER_STATE {
                     sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
                 }
-                let deleted = sqlx::query(sql::DELETE_USER)
+                sqlx::query(sql::DELETE_USER)
                     .bind(id.0)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .await?;
                 tx.commit().await?;
-                Ok(deleted == 1)
+                Ok(Guarded::Done(()))
+            }
+
+            async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError> {
+                let (where_clause, order_clause, args) =
+                    user_query_clauses(query, search_condition);
+                let count_sql = sql::count_users(&where_clause);
+                let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+                for arg in &args {
+                    count = match arg {
+                        Arg::Text(text) => count.bind(text.clone()),
+                        Arg::Bool(flag) => count.bind(*flag),
+                        Arg::Int(number) => count.bind(*number),
+                    };
+                }
+                let total = count.fetch_one(&self.pool).await?;
+                if total <= query.offset {
+                    return Ok((total, Vec::new()));
+                }
+                let page_sql = sql::page_of_users(&where_clause, &order_clause, args.len() + 1);
+                let mut page = sqlx::query(&page_sql);
+                for arg in args
+                    .iter()
+                    .chain([Arg::Int(query.limit), Arg::Int(query.offset)].iter())
+                {
+                    page = match arg {
+                        Arg::Text(text) => page.bind(text.clone()),
+                        Arg::Bool(flag) => page.bind(*flag),
+                        Arg::Int(number) => page.bind(*number),
+                    };
+                }
+                let rows = page.fetch_all(&self.pool).await?;
+                let users = rows
+                    .iter()
+                    .map(row_to_user)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total, users))
             }
 
             async fn upgrade_password_hash(

@@ -80,6 +80,7 @@ pub struct NewUser {
     pub password_hash: String,
     pub first_name: String,
     pub last_name: String,
+    pub is_active: bool,
     pub is_staff: bool,
     pub is_superuser: bool,
 }
@@ -112,13 +113,121 @@ pub enum Rotation {
     Gone,
 }
 
-/// Changes to a user's own profile; `None` leaves a field as it is.
+/// Changes to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
-pub struct ProfileUpdate {
+pub struct UserUpdate {
     pub username: Option<Username>,
     pub email: Option<EmailAddress>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_staff: Option<bool>,
+    pub is_superuser: Option<bool>,
+}
+
+/// The outcome of a change that must leave at least one active superuser (API.md §7).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guarded<T> {
+    Done(T),
+    NotFound,
+    /// Refused: the user is the last active superuser, and the change would end that.
+    LastSuperuser,
+}
+
+/// Keys of the locks that serialise changes across instances (PostgreSQL advisory locks;
+/// on SQLite every write transaction already excludes the others).
+const MIGRATIONS_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
+const SUPERUSERS_LOCK: i64 = MIGRATIONS_LOCK + 1;
+
+/// A column `GET /api/users/` may be ordered by (API.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    Username,
+    Email,
+    DateJoined,
+}
+
+impl SortKey {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "id" => Some(SortKey::Id),
+            "username" => Some(SortKey::Username),
+            "email" => Some(SortKey::Email),
+            "date_joined" => Some(SortKey::DateJoined),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            SortKey::Id => "id",
+            SortKey::Username => "username",
+            SortKey::Email => "email",
+            SortKey::DateJoined => "date_joined",
+        }
+    }
+}
+
+/// One page of `GET /api/users/`: filters, search terms (each must match the username or
+/// the email, case-insensitively), ordering and the page's window.
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    pub search: Vec<String>,
+    pub is_active: Option<bool>,
+    pub is_staff: Option<bool>,
+    /// Keys with `true` for descending; an `id` tie-break is added for a stable order.
+    pub ordering: Vec<(SortKey, bool)>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A value bound into a query built at run time.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Bool(bool),
+    Int(i64),
+}
+
+/// The WHERE clause, ORDER BY clause and arguments of a `UserQuery`; the search condition
+/// is the backend's (`search_condition(n, term)`, with the term bound as `$n`).
+fn user_query_clauses(
+    query: &UserQuery,
+    search_condition: fn(usize, &str) -> String,
+) -> (String, String, Vec<Arg>) {
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    for (column, value) in [("is_active", query.is_active), ("is_staff", query.is_staff)] {
+        if let Some(value) = value {
+            args.push(Arg::Bool(value));
+            conditions.push(format!("{column} = ${}", args.len()));
+        }
+    }
+    for term in &query.search {
+        let term = term.to_lowercase();
+        // LIKE's wildcards in a term are literal characters, as in Django's icontains.
+        let escaped = term
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        args.push(Arg::Text(format!("%{escaped}%")));
+        conditions.push(search_condition(args.len(), &term));
+    }
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let mut order: Vec<String> = query
+        .ordering
+        .iter()
+        .map(|(key, desc)| format!("{} {}", key.column(), if *desc { "DESC" } else { "ASC" }))
+        .collect();
+    if !query.ordering.iter().any(|(key, _)| *key == SortKey::Id) {
+        order.push("id ASC".to_owned());
+    }
+    (where_clause, format!("ORDER BY {}", order.join(", ")), args)
 }
 
 #[async_trait]
@@ -141,14 +250,20 @@ pub trait Store: Send + Sync {
         username: &str,
     ) -> Result<Option<Credentials>, StoreError>;
     async fn credentials_by_id(&self, id: UserId) -> Result<Option<Credentials>, StoreError>;
-    /// Changes a user's profile fields; `Conflict` names the fields already taken.
-    async fn update_profile(
+    /// Changes a user; `Conflict` names the fields already taken. Deactivating a user
+    /// ends its sessions and moves its token cut-off; the last active superuser cannot be
+    /// demoted or deactivated. Atomic against concurrent changes of superusers.
+    async fn update_user(
         &self,
         id: UserId,
-        update: &ProfileUpdate,
-    ) -> Result<Option<User>, StoreError>;
-    /// Deletes the user and everything of gatehouse's that belongs to it.
-    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+        update: &UserUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Guarded<User>, StoreError>;
+    /// Deletes the user and everything of gatehouse's that belongs to it, unless it is the
+    /// last active superuser.
+    async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError>;
+    /// The number of users the query matches, and its page of them.
+    async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError>;
     /// Replaces the password hash only (an outdated hash upgraded at login).
     async fn upgrade_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
     /// Sets a new password: stores the hash, moves the token cut-off to `now`, and ends

@@ -4,8 +4,9 @@
 
 use super::common::impl_store;
 use super::{
-    conflicts, is_unique_violation, migrate, sql, AccessCheck, Credentials, NewUser, ProfileUpdate,
-    Rotation, SessionId, Store, StoreError,
+    conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
+    Credentials, Guarded, NewUser, Rotation, SessionId, Store, StoreError, UserQuery, UserUpdate,
+    MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
 use chrono::{DateTime, Utc};
@@ -20,9 +21,6 @@ pub struct PgStore {
 
 /// `auth_user.id` is Django's `integer`: read as `i32` and widened.
 type DbId = i32;
-
-/// Any number that is the same in every instance: the key of the migration lock.
-const MIGRATION_LOCK_KEY: i64 = 0x6761_7465_686f_7573; // "gatehous"
 
 /// `timestamp with time zone` binds directly.
 fn db_time(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -66,19 +64,20 @@ impl PgStore {
         self.pool.begin().await
     }
 
-    /// Instances starting together take turns on an advisory lock; the second sees the
-    /// ledger the first wrote. DDL is transactional here, so a failed migration leaves
-    /// nothing half-done.
-    async fn lock_for_migrations(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-    ) -> Result<(), sqlx::Error> {
+    /// A transaction-scoped advisory lock: instances that start together migrate one
+    /// after the other, and changes to superusers see each other.
+    async fn lock(&self, tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK_KEY)
+            .bind(key)
             .execute(&mut **tx)
             .await?;
         Ok(())
     }
+}
+
+/// `?search=` term `$n`, served by the pg_trgm indexes on lower(username) and lower(email).
+fn search_condition(n: usize, _term: &str) -> String {
+    format!("(lower(u.username) LIKE ${n} OR lower(u.email) LIKE ${n})")
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;

@@ -8,7 +8,7 @@ pub const USER_COLUMNS: &str =
 
 pub const INSERT_USER: &str = "INSERT INTO auth_user \
     (password, last_login, is_superuser, username, last_name, email, is_staff, is_active, date_joined, first_name) \
-    VALUES ($1, NULL, $2, $3, $4, $5, $6, TRUE, $7, $8) RETURNING id";
+    VALUES ($1, NULL, $2, $3, $4, $5, $6, $9, $7, $8) RETURNING id";
 
 /// `$1` username, `$2` email, `$3` the id to ignore (the user being updated, or 0).
 pub const WHICH_UNIQUE_TAKEN: &str = "SELECT \
@@ -40,15 +40,33 @@ pub fn access_check() -> String {
     )
 }
 
-/// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name.
+/// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name,
+/// `$6` is_active, `$7` is_staff, `$8` is_superuser.
 /// (SQLite's RETURNING cannot name a table alias, so the columns stand unqualified.)
-pub fn update_profile() -> String {
+pub fn update_user() -> String {
     let columns = USER_COLUMNS.replace("u.", "");
     format!(
         "UPDATE auth_user SET \
          username = COALESCE($2, username), email = COALESCE($3, email), \
-         first_name = COALESCE($4, first_name), last_name = COALESCE($5, last_name) \
+         first_name = COALESCE($4, first_name), last_name = COALESCE($5, last_name), \
+         is_active = COALESCE($6, is_active), is_staff = COALESCE($7, is_staff), \
+         is_superuser = COALESCE($8, is_superuser) \
          WHERE id = $1 RETURNING {columns}"
+    )
+}
+
+pub const OTHER_ACTIVE_SUPERUSERS: &str =
+    "SELECT count(*) FROM auth_user WHERE is_superuser AND is_active AND id <> $1";
+pub const USER_FLAGS: &str = "SELECT is_active, is_superuser FROM auth_user WHERE id = $1";
+
+pub fn count_users(where_clause: &str) -> String {
+    format!("SELECT count(*) FROM auth_user u {where_clause}")
+}
+
+pub fn page_of_users(where_clause: &str, order_clause: &str, limit_param: usize) -> String {
+    let offset_param = limit_param + 1;
+    format!(
+        "SELECT {USER_COLUMNS} FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}"
     )
 }
 

@@ -8,8 +8,9 @@
 
 use super::common::impl_store;
 use super::{
-    conflicts, is_unique_violation, migrate, sql, AccessCheck, Credentials, NewUser, ProfileUpdate,
-    Rotation, SessionId, Store, StoreError,
+    conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
+    Credentials, Guarded, NewUser, Rotation, SessionId, Store, StoreError, UserQuery, UserUpdate,
+    MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -91,13 +92,24 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// `begin_write` already holds SQLite's one write lock: instances starting together
-    /// take turns, and the second sees the ledger the first wrote.
-    async fn lock_for_migrations(
-        &self,
-        _tx: &mut Transaction<'_, Sqlite>,
-    ) -> Result<(), sqlx::Error> {
+    /// `begin_write` already holds SQLite's one write lock, which serialises what a lock
+    /// would: migrations of instances starting together, changes to superusers.
+    async fn lock(&self, _tx: &mut Transaction<'_, Sqlite>, _key: i64) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+}
+
+/// `?search=` term `$n`: through the trigram index (`gatehouse_user_search`) when the
+/// term is long enough for trigrams and has no LIKE wildcard to escape (the index's LIKE
+/// takes no ESCAPE); otherwise a scan.
+fn search_condition(n: usize, term: &str) -> String {
+    if term.chars().count() >= 3 && !term.contains(['%', '_', '\\']) {
+        format!(
+            "u.id IN (SELECT rowid FROM gatehouse_user_search WHERE username LIKE ${n} \
+             UNION SELECT rowid FROM gatehouse_user_search WHERE email LIKE ${n})"
+        )
+    } else {
+        format!("(lower(u.username) LIKE ${n} ESCAPE '\\' OR lower(u.email) LIKE ${n} ESCAPE '\\')")
     }
 }
 

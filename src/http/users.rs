@@ -1,0 +1,450 @@
+//! User administration (API.md §7): `GET/POST /api/users/`, and `GET/PUT/PATCH/DELETE
+//! /api/users/{id}/` for staff or the user itself. Also the rules for changing a user,
+//! which `/api/users/me/` shares.
+//!
+//! Who may do what: anonymous → 401; a non-staff user sees only itself (404 for anyone
+//! else, 403 for the list); staff see and change everyone; only a superuser changes
+//! `is_staff` or `is_superuser`; staff may change `is_active`. Read-only fields and flags
+//! sent back unchanged are ignored, as a DRF client's PUT sends them.
+
+use super::account::{password_matches, validated_new_user};
+use super::error::ApiError;
+use super::extract::{AuthUser, Fields};
+use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username};
+use crate::state::AppState;
+use crate::store::{Guarded, SortKey, UserQuery, UserUpdate};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// DRF's PageNumberPagination as API.md §7 configures it.
+const DEFAULT_PAGE_SIZE: i64 = 20;
+const MAX_PAGE_SIZE: i64 = 100;
+
+fn permission_denied() -> ApiError {
+    ApiError::detail(StatusCode::FORBIDDEN, messages::PERMISSION_DENIED)
+}
+
+/// The user `/api/users/{id}/` names, if the caller may see it; 404 otherwise (also for
+/// ids that are not numbers, as Django's `<int:pk>` would not route them).
+async fn visible_user(state: &AppState, caller: &AuthUser, raw_id: &str) -> Result<User, ApiError> {
+    let id = raw_id
+        .parse::<i64>()
+        .map(UserId)
+        .map_err(|_| ApiError::not_found())?;
+    if !caller.user.is_staff && caller.user.id != id {
+        return Err(ApiError::not_found());
+    }
+    state
+        .store
+        .user_by_id(id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `GET /api/users/`: staff only; DRF's `{"count", "next", "previous", "results"}`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    if !caller.user.is_staff {
+        return Err(permission_denied());
+    }
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw_query.as_deref().unwrap_or("")).unwrap_or_default();
+    // A QueryDict's `.get()`: the last value of a repeated parameter.
+    let param = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+
+    let page_size = page_size(param("page_size"));
+    let mut errors = FieldErrors::new();
+    let ordering = errors.check("ordering", ordering(param("ordering").unwrap_or("")));
+    let is_active = errors.check("is_active", boolean_filter(param("is_active")));
+    let is_staff = errors.check("is_staff", boolean_filter(param("is_staff")));
+    errors.clone().into_result()?;
+    let (Some(ordering), Some(is_active), Some(is_staff)) = (ordering, is_active, is_staff) else {
+        return Err(errors.into());
+    };
+    // DRF's SearchFilter: terms split on whitespace and commas; every term must match.
+    let search = param("search")
+        .unwrap_or("")
+        .replace(['\0', ','], " ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let page = match param("page") {
+        None => 1,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(invalid_page)?,
+    };
+    let query = UserQuery {
+        search,
+        is_active,
+        is_staff,
+        ordering,
+        limit: page_size,
+        offset: (page - 1).saturating_mul(page_size),
+    };
+    let (count, results) = state.store.list_users(&query).await?;
+    // Django's Paginator: an empty first page is still a page; any other page past the
+    // end is not.
+    let last_page = ((count + page_size - 1) / page_size).max(1);
+    if page > last_page {
+        return Err(invalid_page());
+    }
+    let link = |target: i64| page_link(&state, &headers, &params, target);
+    Ok(Json(json!({
+        "count": count,
+        "next": (page < last_page).then(|| link(page + 1)),
+        "previous": (page > 1).then(|| link(page - 1)),
+        "results": results,
+    })))
+}
+
+fn invalid_page() -> ApiError {
+    ApiError::detail(StatusCode::NOT_FOUND, messages::INVALID_PAGE)
+}
+
+/// DRF's `_positive_int(strict=True, cutoff=max_page_size)`: zero, negatives and
+/// non-numbers fall back to the default; larger values are clamped.
+fn page_size(raw: Option<&str>) -> i64 {
+    match raw.and_then(|r| r.trim().parse::<i64>().ok()) {
+        Some(size) if size > 0 => size.min(MAX_PAGE_SIZE),
+        _ => DEFAULT_PAGE_SIZE,
+    }
+}
+
+/// `?ordering=username,-date_joined`; unknown fields are a 400 (API.md §7).
+fn ordering(raw: &str) -> Result<Vec<(SortKey, bool)>, Vec<String>> {
+    let mut keys = Vec::new();
+    let mut unknown = Vec::new();
+    for term in raw.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (name, descending) = match term.strip_prefix('-') {
+            Some(name) => (name, true),
+            None => (term, false),
+        };
+        match SortKey::parse(name) {
+            Some(key) => keys.push((key, descending)),
+            None => unknown.push(term.to_owned()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(keys)
+    } else {
+        Err(vec![messages::invalid_ordering(&unknown)])
+    }
+}
+
+/// `?is_active=` / `?is_staff=`: django-filter's boolean values; empty means no filter.
+fn boolean_filter(raw: Option<&str>) -> Result<Option<bool>, Vec<String>> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("true" | "True" | "1") => Ok(Some(true)),
+        Some("false" | "False" | "0") => Ok(Some(false)),
+        Some(_) => Err(vec![messages::NOT_A_BOOLEAN.to_owned()]),
+    }
+}
+
+/// The absolute URL of another page of the same listing, as DRF builds it: the request's
+/// parameters, sorted, with `page` replaced (and left out for page 1). The base is
+/// `PUBLIC_URL` when set, else the request's (already allowed) Host.
+fn page_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    page: i64,
+) -> String {
+    let base = match &state.config.public_url {
+        Some(public) => public.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    let mut kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(key, _)| key != "page")
+        .cloned()
+        .collect();
+    if page > 1 {
+        kept.push(("page".to_owned(), page.to_string()));
+    }
+    kept.sort();
+    let query = serde_urlencoded::to_string(&kept).unwrap_or_default();
+    if query.is_empty() {
+        format!("{base}/api/users/")
+    } else {
+        format!("{base}/api/users/?{query}")
+    }
+}
+
+/// `POST /api/users/`: staff create a user with register's validation → 201 with it.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    fields: Fields,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    if !caller.user.is_staff {
+        return Err(permission_denied());
+    }
+    let mut errors = FieldErrors::new();
+    let is_active = errors
+        .check("is_active", boolean_field(&fields, "is_active"))
+        .flatten();
+    let is_staff = errors
+        .check("is_staff", boolean_field(&fields, "is_staff"))
+        .flatten();
+    let is_superuser = errors
+        .check("is_superuser", boolean_field(&fields, "is_superuser"))
+        .flatten();
+    let mut new_user = match validated_new_user(&state, &fields, errors).await {
+        Ok(user) => user,
+        Err(error) => return Err(error),
+    };
+    if (is_staff == Some(true) || is_superuser == Some(true)) && !caller.user.is_superuser {
+        return Err(permission_denied());
+    }
+    new_user.is_active = is_active.unwrap_or(true);
+    new_user.is_staff = is_staff.unwrap_or(false);
+    new_user.is_superuser = is_superuser.unwrap_or(false);
+    let user = state
+        .store
+        .insert_user(&new_user, chrono::Utc::now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// `GET /api/users/{id}/`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(visible_user(&state, &caller, &id).await?))
+}
+
+/// `PATCH /api/users/{id}/`.
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Result<Json<User>, ApiError> {
+    let target = visible_user(&state, &caller, &id).await?;
+    Ok(Json(
+        change_user(
+            &state,
+            &caller,
+            &target,
+            &fields,
+            Change::Partial,
+            Flags::Writable,
+        )
+        .await?,
+    ))
+}
+
+/// `PUT /api/users/{id}/`: as PATCH, but `username` and `email` must be present.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Result<Json<User>, ApiError> {
+    let target = visible_user(&state, &caller, &id).await?;
+    Ok(Json(
+        change_user(
+            &state,
+            &caller,
+            &target,
+            &fields,
+            Change::Full,
+            Flags::Writable,
+        )
+        .await?,
+    ))
+}
+
+/// `DELETE /api/users/{id}/` → 204.
+pub async fn destroy(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let target = visible_user(&state, &caller, &id).await?;
+    delete_user(&state, target.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a user unless it is the last active superuser (API.md §7).
+pub(crate) async fn delete_user(state: &AppState, id: UserId) -> Result<(), ApiError> {
+    match state.store.delete_user(id).await? {
+        Guarded::Done(()) => Ok(()),
+        Guarded::NotFound => Err(ApiError::not_found()),
+        Guarded::LastSuperuser => Err(ApiError::detail(
+            StatusCode::BAD_REQUEST,
+            messages::LAST_SUPERUSER_DELETED,
+        )),
+    }
+}
+
+/// PUT (every required field present) or PATCH (any subset).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Full,
+    Partial,
+}
+
+/// Whether `is_active`, `is_staff` and `is_superuser` may be written on this route
+/// (`/api/users/{id}/`) or are read-only (`/api/users/me/`, API.md §6).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flags {
+    Writable,
+    ReadOnly,
+}
+
+/// Applies `fields` to `target` on behalf of `caller`, with every rule of API.md §6–§7.
+pub(crate) async fn change_user(
+    state: &AppState,
+    caller: &AuthUser,
+    target: &User,
+    fields: &Fields,
+    change: Change,
+    flags: Flags,
+) -> Result<User, ApiError> {
+    let mut errors = FieldErrors::new();
+    let mut update = UserUpdate::default();
+    if change == Change::Full || fields.contains("username") {
+        let parsed = fields
+            .required_text("username", true)
+            .and_then(|s| Username::parse(&s));
+        update.username = errors.check("username", parsed);
+    }
+    if change == Change::Full || fields.contains("email") {
+        let parsed = fields
+            .required_text("email", true)
+            .and_then(|s| EmailAddress::parse(&s));
+        update.email = errors.check("email", parsed);
+    }
+    update.first_name = errors
+        .check("first_name", name_field(fields, "first_name"))
+        .flatten();
+    update.last_name = errors
+        .check("last_name", name_field(fields, "last_name"))
+        .flatten();
+    if flags == Flags::Writable {
+        update.is_active = errors
+            .check("is_active", boolean_field(fields, "is_active"))
+            .flatten();
+        update.is_staff = errors
+            .check("is_staff", boolean_field(fields, "is_staff"))
+            .flatten();
+        update.is_superuser = errors
+            .check("is_superuser", boolean_field(fields, "is_superuser"))
+            .flatten();
+    }
+    errors.into_result()?;
+
+    // A flag sent back as it is changes nothing and needs no permission.
+    let changed = |new: Option<bool>, old: bool| new.filter(|value| *value != old);
+    update.is_active = changed(update.is_active, target.is_active);
+    update.is_staff = changed(update.is_staff, target.is_staff);
+    update.is_superuser = changed(update.is_superuser, target.is_superuser);
+    if (update.is_staff.is_some() || update.is_superuser.is_some()) && !caller.user.is_superuser {
+        return Err(permission_denied());
+    }
+    if update.is_active.is_some() && !caller.user.is_staff {
+        return Err(permission_denied());
+    }
+
+    // API.md §6–§7: users changing their own username or email, the keys of the account,
+    // prove it with their current password; staff changing another user's do not.
+    let changes_identity = update
+        .username
+        .as_ref()
+        .is_some_and(|u| u.as_str() != target.username)
+        || update
+            .email
+            .as_ref()
+            .is_some_and(|e| e.as_str() != target.email);
+    if changes_identity && caller.user.id == target.id {
+        verify_current_password(state, caller, fields).await?;
+    }
+
+    match state
+        .store
+        .update_user(target.id, &update, chrono::Utc::now())
+        .await?
+    {
+        Guarded::Done(user) => Ok(user),
+        Guarded::NotFound => Err(ApiError::not_found()),
+        Guarded::LastSuperuser if update.is_active == Some(false) => Err(ApiError::field(
+            "is_active",
+            messages::LAST_SUPERUSER_DEACTIVATED,
+        )),
+        Guarded::LastSuperuser => Err(ApiError::field(
+            "is_superuser",
+            messages::LAST_SUPERUSER_DEMOTED,
+        )),
+    }
+}
+
+/// `first_name` / `last_name`: optional, may be blank, at most 150 characters; trimmed
+/// as DRF trims.
+pub(crate) fn name_field(fields: &Fields, name: &str) -> Result<Option<String>, Vec<String>> {
+    match fields.text(name)? {
+        None => Ok(None),
+        Some(s) if s.trim().chars().count() > 150 => Err(vec![messages::NAME_TOO_LONG.to_owned()]),
+        Some(s) => Ok(Some(s.trim().to_owned())),
+    }
+}
+
+/// DRF's `BooleanField`: JSON booleans, and the strings and numbers forms send.
+fn boolean_field(fields: &Fields, name: &str) -> Result<Option<bool>, Vec<String>> {
+    match fields.get(name) {
+        None => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+        Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "on" | "1" => Ok(Some(true)),
+            "false" | "f" | "no" | "n" | "off" | "0" => Ok(Some(false)),
+            _ => Err(vec![messages::NOT_A_BOOLEAN.to_owned()]),
+        },
+        Some(Value::Null) => Err(vec![messages::NULL.to_owned()]),
+        Some(_) => Err(vec![messages::NOT_A_BOOLEAN.to_owned()]),
+    }
+}
+
+/// `current_password` must be present and the caller's: 400 on that field otherwise.
+async fn verify_current_password(
+    state: &AppState,
+    caller: &AuthUser,
+    fields: &Fields,
+) -> Result<(), ApiError> {
+    const FIELD: &str = "current_password";
+    let given = fields.required_text(FIELD, false).map_err(|messages| {
+        let mut errors = FieldErrors::new();
+        errors.add_all(FIELD, messages);
+        ApiError::Invalid(errors)
+    })?;
+    if password_matches(state, caller, given).await? {
+        Ok(())
+    } else {
+        Err(ApiError::field(FIELD, messages::INVALID_PASSWORD))
+    }
+}
