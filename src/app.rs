@@ -4,6 +4,7 @@
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::{Config, ConfigError};
 use crate::domain::PasswordPolicy;
+use crate::email::{run_outbox_worker, OutboxSignal, Transport};
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
 use axum::extract::Request;
@@ -34,6 +35,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    mail: Arc<Transport>,
+    from: lettre::message::Mailbox,
 }
 
 /// Opens the database, brings its schema up to date and builds the shared state: what
@@ -56,6 +59,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
         hasher: PasswordHasher::new(config.hash_concurrency),
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
+        outbox: OutboxSignal::default(),
     })
 }
 
@@ -85,6 +89,14 @@ impl Application {
         extra: Router<AppState>,
     ) -> Result<Self, StartupError> {
         let addr = config.bind;
+        let mail = Arc::new(Transport::from_config(&config.email_backend)?);
+        let from = config.default_from_email.parse().map_err(|_| {
+            ConfigError::invalid(
+                "DEFAULT_FROM_EMAIL",
+                &config.default_from_email,
+                "expected an email address",
+            )
+        })?;
         let state = prepare(config).await?;
         let listener = TcpListener::bind(addr)
             .await
@@ -94,6 +106,8 @@ impl Application {
             listener,
             router,
             state,
+            mail,
+            from,
         })
     }
 
@@ -118,6 +132,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tokio::spawn(purge_expired_periodically(self.state.clone()));
+        tokio::spawn(run_outbox_worker(
+            self.state.store.clone(),
+            self.mail.clone(),
+            self.from.clone(),
+            self.state.outbox.clone(),
+            self.state.config.password_reset_timeout,
+        ));
         tracing::info!(address = %self.local_addr(), "gatehouse listening");
         // Normalisation wraps the whole router: a `Router::layer` would run after routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);

@@ -3,6 +3,7 @@
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::Config;
 use crate::domain::PasswordPolicy;
+use crate::email::OutboxSignal;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -13,4 +14,6 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub policy: Arc<PasswordPolicy>,
     pub config: Arc<Config>,
+    /// Wakes the mail worker when a handler queues a message.
+    pub outbox: OutboxSignal,
 }

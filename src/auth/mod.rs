@@ -3,6 +3,7 @@
 
 pub mod django_hashers;
 pub mod passwords;
+pub mod reset;
 pub mod tokens;
 
 pub use passwords::PasswordHasher;

@@ -46,6 +46,14 @@ pub const REGISTERED: &str = "User registered successfully";
 pub const ACCOUNT_DELETED: &str = "Account deleted successfully";
 pub const LOGGED_OUT: &str = "Logged out";
 pub const PASSWORD_CHANGED: &str = "Password changed successfully";
+pub const PASSWORD_RESET: &str = "Password reset successful";
+pub const RESET_TOKEN_INVALID: &str = "Invalid or expired token.";
+
+/// DRF's `Throttled` message.
+pub fn throttled(wait_secs: u64) -> String {
+    let unit = if wait_secs == 1 { "second" } else { "seconds" };
+    format!("Request was throttled. Expected available in {wait_secs} {unit}.")
+}
 
 /// Django's `MinimumLengthValidator` message.
 pub fn password_too_short(min_length: usize) -> String {

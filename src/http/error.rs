@@ -27,6 +27,8 @@ pub enum ApiError {
         method: String,
         allow: Option<HeaderValue>,
     },
+    /// 429 with `Retry-After`: a throttle's limit was reached.
+    Throttled { retry_after_secs: u64 },
     /// 503: the database is unreachable right now.
     Unavailable,
     /// 500 `{"detail": "A server error occurred."}`; the cause is logged, never sent.
@@ -157,6 +159,15 @@ impl IntoResponse for ApiError {
                 if let Some(allow) = allow {
                     response.headers_mut().insert(header::ALLOW, allow);
                 }
+                return response;
+            }
+            ApiError::Throttled { retry_after_secs } => {
+                let body = json!({"detail": messages::throttled(retry_after_secs)});
+                let mut response =
+                    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 return response;
             }
             ApiError::Unavailable => {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod reset;
 pub mod users;
 
 use crate::domain::messages;
@@ -36,6 +37,11 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/token/refresh", post(auth::token_refresh))
         .route("/api/token/verify", post(auth::token_verify))
         .route("/api/delete_account", delete(account::delete_account))
+        .route("/api/reset_password", post(reset::request_reset))
+        .route(
+            "/api/reset_password/confirm",
+            get(reset::confirm_page).post(reset::confirm_reset),
+        )
         .route("/api/change_password", post(account::change_password))
         .route(
             "/api/users/me",

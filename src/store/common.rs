@@ -285,6 +285,197 @@ macro_rules! impl_store {
                 Ok((total, users))
             }
 
+            async fn credentials_by_email(
+                &self,
+                email: &str,
+            ) -> Result<Option<Credentials>, StoreError> {
+                let row = sqlx::query(&sql::credentials_by_email())
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_credentials).transpose()?)
+            }
+
+            async fn create_reset_token(
+                &self,
+                token: &NewResetToken,
+                email: &NewEmail,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(sql::INSERT_RESET_TOKEN)
+                    .bind(token.digest.as_str())
+                    .bind(token.user_id.0)
+                    .bind(&token.password_fingerprint)
+                    .bind(now)
+                    .bind(token.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::ENQUEUE_EMAIL)
+                    .bind(&email.recipient)
+                    .bind(&email.subject)
+                    .bind(&email.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn reset_token_owner(
+                &self,
+                digest: &str,
+                id: UserId,
+                now: i64,
+            ) -> Result<Option<(Credentials, String)>, StoreError> {
+                let fingerprint: Option<String> = sqlx::query_scalar(sql::RESET_TOKEN_FINGERPRINT)
+                    .bind(digest)
+                    .bind(id.0)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(fingerprint) = fingerprint else {
+                    return Ok(None);
+                };
+                let row = sqlx::query(&sql::credentials_by_id())
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row
+                    .as_ref()
+                    .map(row_to_credentials)
+                    .transpose()?
+                    .map(|c| (c, fingerprint)))
+            }
+
+            async fn consume_reset_token(
+                &self,
+                digest: &str,
+                id: UserId,
+                new_hash: &str,
+                now: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let spent: Option<String> = sqlx::query_scalar(sql::SPEND_RESET_TOKEN)
+                    .bind(digest)
+                    .bind(id.0)
+                    .bind(now.timestamp())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(fingerprint) = spent else {
+                    return Ok(false);
+                };
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT password FROM auth_user WHERE id = $1")
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if current
+                    .as_deref()
+                    .map(crate::auth::reset::password_fingerprint)
+                    != Some(fingerprint)
+                {
+                    // The password changed since the token was made: the token dies unused.
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query(sql::SET_PASSWORD)
+                    .bind(id.0)
+                    .bind(new_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::SET_TOKEN_CUTOFF)
+                    .bind(id.0)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::END_SESSIONS_EXCEPT)
+                    .bind(id.0)
+                    .bind(None::<&str>)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::DELETE_RESET_TOKENS_OF)
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn throttle_hit(
+                &self,
+                key: &str,
+                window_secs: i64,
+                now: i64,
+            ) -> Result<(i64, i64), StoreError> {
+                Ok(sqlx::query_as(sql::THROTTLE_HIT)
+                    .bind(key)
+                    .bind(now)
+                    .bind(now - window_secs)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn claim_due_emails(
+                &self,
+                now: i64,
+                lease_secs: i64,
+                limit: i64,
+            ) -> Result<Vec<OutboxEmail>, StoreError> {
+                let due: Vec<(i64, i64)> = sqlx::query_as(sql::DUE_EMAILS)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut claimed = Vec::new();
+                for (id, next_attempt_at) in due {
+                    let row: Option<(String, String, String, i32, i64)> =
+                        sqlx::query_as(sql::CLAIM_EMAIL)
+                            .bind(id)
+                            .bind(next_attempt_at)
+                            .bind(now + lease_secs)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some((recipient, subject, body, attempts, created_at)) = row {
+                        claimed.push(OutboxEmail {
+                            id,
+                            email: NewEmail {
+                                recipient,
+                                subject,
+                                body,
+                            },
+                            attempts,
+                            created_at,
+                        });
+                    }
+                }
+                Ok(claimed)
+            }
+
+            async fn mark_email_sent(&self, id: i64, now: i64) -> Result<(), StoreError> {
+                sqlx::query(sql::EMAIL_SENT)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn mark_email_failed(
+                &self,
+                id: i64,
+                next_attempt_at: Option<i64>,
+                error: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::EMAIL_FAILED)
+                    .bind(id)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn upgrade_password_hash(
                 &self,
                 id: UserId,
@@ -449,7 +640,11 @@ macro_rules! impl_store {
                     .bind(now.timestamp())
                     .execute(&self.pool)
                     .await?;
-                Ok(sessions.rows_affected() + spent.rows_affected())
+                let resets = sqlx::query(sql::PURGE_RESET_TOKENS)
+                    .bind(now.timestamp())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(sessions.rows_affected() + spent.rows_affected() + resets.rows_affected())
             }
         }
     };

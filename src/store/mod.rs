@@ -134,6 +134,32 @@ pub enum Guarded<T> {
     LastSuperuser,
 }
 
+/// A reset token about to be stored (API.md §4); the secret itself is never stored.
+#[derive(Debug, Clone)]
+pub struct NewResetToken {
+    pub digest: crate::auth::reset::TokenDigest,
+    pub user_id: UserId,
+    pub password_fingerprint: String,
+    pub expires_at: i64,
+}
+
+/// A message for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmail {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A message claimed from the outbox for one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEmail {
+    pub id: i64,
+    pub email: NewEmail,
+    pub attempts: i32,
+    pub created_at: i64,
+}
+
 /// Keys of the locks that serialise changes across instances (PostgreSQL advisory locks;
 /// on SQLite every write transaction already excludes the others).
 const MIGRATIONS_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
@@ -157,6 +183,11 @@ impl SortKey {
             "date_joined" => Some(SortKey::DateJoined),
             _ => None,
         }
+    }
+
+    /// Usernames and ids are unique: ordering by them needs no tie-break.
+    fn is_unique(self) -> bool {
+        matches!(self, SortKey::Id | SortKey::Username)
     }
 
     fn column(self) -> &'static str {
@@ -188,6 +219,14 @@ enum Arg {
     Text(String),
     Bool(bool),
     Int(i64),
+}
+
+fn direction(descending: bool) -> &'static str {
+    if descending {
+        "DESC"
+    } else {
+        "ASC"
+    }
 }
 
 /// The WHERE clause, ORDER BY clause and arguments of a `UserQuery`; the search condition
@@ -222,10 +261,14 @@ fn user_query_clauses(
     let mut order: Vec<String> = query
         .ordering
         .iter()
-        .map(|(key, desc)| format!("{} {}", key.column(), if *desc { "DESC" } else { "ASC" }))
+        .map(|(key, desc)| format!("u.{} {}", key.column(), direction(*desc)))
         .collect();
-    if !query.ordering.iter().any(|(key, _)| *key == SortKey::Id) {
-        order.push("id ASC".to_owned());
+    // A stable order needs a unique key somewhere; one after a unique key would only stop
+    // the database from walking that key's index. The tie-break runs the same way as the
+    // last key, so one index read forwards or backwards serves the whole order.
+    if !query.ordering.iter().any(|(key, _)| key.is_unique()) {
+        let descending = query.ordering.last().is_some_and(|(_, desc)| *desc);
+        order.push(format!("u.id {}", direction(descending)));
     }
     (where_clause, format!("ORDER BY {}", order.join(", ")), args)
 }
@@ -264,6 +307,61 @@ pub trait Store: Send + Sync {
     async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError>;
     /// The number of users the query matches, and its page of them.
     async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError>;
+    /// Looks a user up by email, case-insensitively (blank emails never match).
+    async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Stores a reset token and queues its email, in one transaction.
+    async fn create_reset_token(
+        &self,
+        token: &NewResetToken,
+        email: &NewEmail,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The user of an unexpired reset token with this digest and user id, with the
+    /// password fingerprint the token was made for.
+    async fn reset_token_owner(
+        &self,
+        digest: &str,
+        id: UserId,
+        now: i64,
+    ) -> Result<Option<(Credentials, String)>, StoreError>;
+    /// Spends the token and sets the new password, if the token is still unexpired and
+    /// the password is still the one it was made for: every reset token and session of
+    /// the user ends, and the token cut-off moves to `now`. False if the token was not
+    /// good any more (spent concurrently, expired, or the password changed).
+    async fn consume_reset_token(
+        &self,
+        digest: &str,
+        id: UserId,
+        new_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Counts a hit on a throttle key in a fixed window of `window_secs`; returns the
+    /// hits in the current window (this one included) and when the window started.
+    async fn throttle_hit(
+        &self,
+        key: &str,
+        window_secs: i64,
+        now: i64,
+    ) -> Result<(i64, i64), StoreError>;
+
+    /// Claims up to `limit` due messages for `lease_secs` (no other worker takes them
+    /// meanwhile).
+    async fn claim_due_emails(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEmail>, StoreError>;
+    async fn mark_email_sent(&self, id: i64, now: i64) -> Result<(), StoreError>;
+    /// Records a failed attempt; `next_attempt_at: None` gives the message up.
+    async fn mark_email_failed(
+        &self,
+        id: i64,
+        next_attempt_at: Option<i64>,
+        error: &str,
+    ) -> Result<(), StoreError>;
     /// Replaces the password hash only (an outdated hash upgraded at login).
     async fn upgrade_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
     /// Sets a new password: stores the hash, moves the token cut-off to `now`, and ends
@@ -346,4 +444,67 @@ fn conflicts(username_taken: bool, email_taken: bool) -> StoreError {
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(ordering: Vec<(SortKey, bool)>, search: &[&str]) -> UserQuery {
+        UserQuery {
+            search: search.iter().map(|s| s.to_string()).collect(),
+            is_active: None,
+            is_staff: Some(true),
+            ordering,
+            limit: 20,
+            offset: 0,
+        }
+    }
+
+    fn condition(n: usize, _term: &str) -> String {
+        format!("match(${n})")
+    }
+
+    #[test]
+    fn non_unique_orderings_get_an_id_tie_break_and_unique_ones_do_not() {
+        let order = |ordering| user_query_clauses(&query(ordering, &[]), condition).1;
+        assert_eq!(order(vec![]), "ORDER BY u.id ASC");
+        assert_eq!(
+            order(vec![(SortKey::Email, true)]),
+            "ORDER BY u.email DESC, u.id DESC"
+        );
+        assert_eq!(
+            order(vec![(SortKey::Email, false)]),
+            "ORDER BY u.email ASC, u.id ASC"
+        );
+        assert_eq!(
+            order(vec![(SortKey::Username, false)]),
+            "ORDER BY u.username ASC"
+        );
+        assert_eq!(
+            order(vec![(SortKey::DateJoined, false), (SortKey::Id, true)]),
+            "ORDER BY u.date_joined ASC, u.id DESC"
+        );
+    }
+
+    #[test]
+    fn filters_and_terms_are_bound_in_order_with_like_wildcards_escaped() {
+        let (where_clause, _, args) =
+            user_query_clauses(&query(vec![], &["Ann", "50%_off\\"]), condition);
+        assert_eq!(
+            where_clause,
+            "WHERE is_staff = $1 AND match($2) AND match($3)"
+        );
+        let texts: Vec<String> = args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec!["%ann%".to_owned(), "%50\\%\\_off\\\\%".to_owned()]
+        );
+    }
 }

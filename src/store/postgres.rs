@@ -5,8 +5,8 @@
 use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
-    Credentials, Guarded, NewUser, Rotation, SessionId, Store, StoreError, UserQuery, UserUpdate,
-    MIGRATIONS_LOCK, SUPERUSERS_LOCK,
+    Credentials, Guarded, NewEmail, NewResetToken, NewUser, OutboxEmail, Rotation, SessionId,
+    Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
 use chrono::{DateTime, Utc};

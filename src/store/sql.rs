@@ -63,10 +63,15 @@ pub fn count_users(where_clause: &str) -> String {
     format!("SELECT count(*) FROM auth_user u {where_clause}")
 }
 
+/// A page as a deferred join: the inner query pages through ids alone, which an index
+/// answers without reading the table (an OFFSET of 500,000 rows stays cheap); only the
+/// page's rows are then read whole.
 pub fn page_of_users(where_clause: &str, order_clause: &str, limit_param: usize) -> String {
     let offset_param = limit_param + 1;
     format!(
-        "SELECT {USER_COLUMNS} FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}"
+        "SELECT {USER_COLUMNS} FROM auth_user u JOIN (\
+         SELECT u.id FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}\
+         ) AS page ON page.id = u.id {order_clause}"
     )
 }
 
@@ -100,3 +105,39 @@ pub const PURGE_SPENT: &str = "DELETE FROM gatehouse_spent_token WHERE expires_a
 pub const INSERT_SETTING: &str =
     "INSERT INTO gatehouse_setting (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 pub const SETTING: &str = "SELECT value FROM gatehouse_setting WHERE name = $1";
+
+pub fn credentials_by_email() -> String {
+    format!("SELECT {USER_COLUMNS}, u.password FROM auth_user u WHERE u.email <> '' AND lower(u.email) = lower($1) ORDER BY u.id LIMIT 1")
+}
+
+pub const INSERT_RESET_TOKEN: &str = "INSERT INTO gatehouse_reset_token \
+    (digest, user_id, password_fingerprint, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+pub const RESET_TOKEN_FINGERPRINT: &str = "SELECT password_fingerprint FROM gatehouse_reset_token \
+    WHERE digest = $1 AND user_id = $2 AND expires_at > $3";
+pub const SPEND_RESET_TOKEN: &str = "DELETE FROM gatehouse_reset_token \
+    WHERE digest = $1 AND user_id = $2 AND expires_at > $3 RETURNING password_fingerprint";
+pub const DELETE_RESET_TOKENS_OF: &str = "DELETE FROM gatehouse_reset_token WHERE user_id = $1";
+pub const PURGE_RESET_TOKENS: &str = "DELETE FROM gatehouse_reset_token WHERE expires_at < $1";
+
+pub const ENQUEUE_EMAIL: &str = "INSERT INTO gatehouse_outbox \
+    (recipient, subject, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)";
+pub const DUE_EMAILS: &str = "SELECT id, next_attempt_at FROM gatehouse_outbox \
+    WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2";
+/// The claim is a compare-and-swap on `next_attempt_at`: of two workers, one wins.
+pub const CLAIM_EMAIL: &str =
+    "UPDATE gatehouse_outbox SET next_attempt_at = $3, attempts = attempts + 1 \
+    WHERE id = $1 AND next_attempt_at = $2 AND sent_at IS NULL \
+    RETURNING recipient, subject, body, attempts, created_at";
+pub const EMAIL_SENT: &str =
+    "UPDATE gatehouse_outbox SET sent_at = $2, last_error = NULL WHERE id = $1";
+/// `$2` NULL gives the message up: it stays, with its error, but is never due again.
+pub const EMAIL_FAILED: &str =
+    "UPDATE gatehouse_outbox SET next_attempt_at = COALESCE($2, 9223372036854775807), \
+    last_error = $3 WHERE id = $1";
+
+/// `$2` now, `$3` the start of the oldest window still open (now − window).
+pub const THROTTLE_HIT: &str = "INSERT INTO gatehouse_throttle (key, window_start, hits) VALUES ($1, $2, 1) \
+    ON CONFLICT (key) DO UPDATE SET \
+    hits = CASE WHEN gatehouse_throttle.window_start <= $3 THEN 1 ELSE gatehouse_throttle.hits + 1 END, \
+    window_start = CASE WHEN gatehouse_throttle.window_start <= $3 THEN $2 ELSE gatehouse_throttle.window_start END \
+    RETURNING CAST(hits AS BIGINT), window_start";

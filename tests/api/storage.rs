@@ -165,5 +165,13 @@ async fn migrating_twice_changes_nothing_and_the_ledger_is_ours() {
         "SELECT name FROM gatehouse_migration ORDER BY version",
     )
     .await;
-    assert_eq!(applied, vec!["0001_auth_user", "0002_sessions", "0003_user_admin"]);
+    assert_eq!(
+        applied,
+        vec![
+            "0001_auth_user",
+            "0002_sessions",
+            "0003_user_admin",
+            "0004_password_reset"
+        ]
+    );
 }

@@ -1,0 +1,140 @@
+//! The three ways a message leaves: printed to stdout (`console`), written as one `.eml`
+//! file per message (`file`), or sent over SMTP with lettre (`smtp`).
+
+use crate::config::{ConfigError, EmailBackend};
+use crate::store::NewEmail;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub enum Transport {
+    Console,
+    File(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn from_config(backend: &EmailBackend) -> Result<Self, ConfigError> {
+        Ok(match backend {
+            EmailBackend::Console => Transport::Console,
+            EmailBackend::File(dir) => Transport::File(dir.clone()),
+            EmailBackend::Smtp(url) => Transport::Smtp(smtp_from_url(url)?),
+        })
+    }
+
+    /// One delivery attempt; the error is a message fit for the log (no secrets).
+    pub async fn deliver(&self, from: &Mailbox, email: &NewEmail) -> Result<(), String> {
+        match self {
+            Transport::Console => {
+                // 8bit: the console shows the body as written (quoted-printable would
+                // break the long reset link).
+                let message = build(from, email, true)?;
+                // A terminal wants LF: a `token:` line copied from it must not end in CR.
+                let text = String::from_utf8_lossy(&message.formatted()).replace("\r\n", "\n");
+                println!("{text}\n{}", "-".repeat(79));
+                Ok(())
+            }
+            Transport::File(dir) => {
+                let message = build(from, email, true)?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("cannot create EMAIL_FILE_PATH: {e}"))?;
+                let name = format!(
+                    "{}-{}.eml",
+                    chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f"),
+                    &crate::auth::random_hex_id()[..8]
+                );
+                tokio::fs::write(dir.join(name), message.formatted())
+                    .await
+                    .map_err(|e| format!("cannot write to EMAIL_FILE_PATH: {e}"))
+            }
+            Transport::Smtp(smtp) => {
+                let message = build(from, email, false)?;
+                smtp.send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("SMTP: {e}"))
+            }
+        }
+    }
+}
+
+fn build(from: &Mailbox, email: &NewEmail, eight_bit: bool) -> Result<Message, String> {
+    let to: Mailbox = email
+        .recipient
+        .parse()
+        .map_err(|e| format!("bad recipient: {e}"))?;
+    let body = if eight_bit {
+        // lettre would quoted-printable-encode any line of 76+ characters, which breaks the
+        // reset link for a reader of the console or the .eml file. Our lines are far below
+        // SMTP's 998-character limit, so the body goes as 8bit text with CRLF line ends.
+        let crlf = email.body.replace("\r\n", "\n").replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::EightBit)
+    } else {
+        Body::new(email.body.clone())
+    };
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(&email.subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| format!("cannot build message: {e}"))
+}
+
+/// `SMTP_URL`: `smtp://[user:pass@]host[:port][?tls=starttls|tls]`. `tls=starttls`
+/// upgrades a plain connection (port 587 by default), `tls=tls` is implicit TLS (465),
+/// and no `tls` is a plain connection for a local relay (25).
+fn smtp_from_url(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, ConfigError> {
+    let invalid = |why: &str| ConfigError::invalid("SMTP_URL", &redact(raw), why);
+    let url = url::Url::parse(raw)
+        .map_err(|_| invalid("expected smtp://[user:pass@]host[:port][?tls=starttls|tls]"))?;
+    let host = url.host_str().ok_or_else(|| invalid("no host"))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let builder = match tls.as_deref() {
+        None | Some("none") => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(url.port().unwrap_or(25)),
+        Some("starttls") => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            .map_err(|_| invalid("cannot set up STARTTLS"))?
+            .port(url.port().unwrap_or(587)),
+        Some("tls") => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+            .map_err(|_| invalid("cannot set up TLS"))?
+            .port(url.port().unwrap_or(465)),
+        Some(_) => return Err(invalid("tls must be starttls or tls")),
+    };
+    let builder = builder.timeout(Some(Duration::from_secs(10)));
+    let builder = if url.username().is_empty() {
+        builder
+    } else {
+        let decode = |s: &str| percent_decode(s);
+        builder.credentials(Credentials::new(
+            decode(url.username()),
+            decode(url.password().unwrap_or("")),
+        ))
+    };
+    Ok(builder.build())
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The URL without its password, for error messages.
+fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}

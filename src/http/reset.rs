@@ -1,0 +1,342 @@
+//! Password reset by email (API.md §4): the request, the confirmation, and the small
+//! HTML page the emailed link opens.
+//!
+//! The confirmation answers JSON to API clients and HTML to a browser (one whose
+//! `Accept` names `text/html`, as a form submission's does), so the page's form posts to
+//! the same endpoint and needs no script.
+
+use super::error::ApiError;
+use super::extract::Fields;
+use crate::auth::reset::{decode_uid, encode_uid, new_secret, password_fingerprint, TokenDigest};
+use crate::domain::password::UserAttributes;
+use crate::domain::{messages, EmailAddress, FieldErrors, User};
+use crate::state::AppState;
+use crate::store::{NewEmail, NewResetToken};
+use askama::Template;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+/// Reset requests per client address per hour; past it, 429 (API.md §4).
+pub const RESET_REQUESTS_PER_CLIENT_PER_HOUR: i64 = 20;
+/// Reset emails per address per hour; past it, the same 200 and no mail (API.md §4).
+pub const RESET_EMAILS_PER_ADDRESS_PER_HOUR: i64 = 3;
+const HOUR: i64 = 3600;
+
+/// `POST /api/reset_password/` `{"email"}` → 200 `{"status": "ok"}` for every valid
+/// address, known or not.
+pub async fn request_reset(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    fields: Fields,
+) -> Result<Json<Value>, ApiError> {
+    let email = fields
+        .required_text("email", true)
+        .and_then(|raw| EmailAddress::parse(&raw))
+        .map_err(|m| {
+            let mut errors = FieldErrors::new();
+            errors.add_all("email", m);
+            ApiError::Invalid(errors)
+        })?;
+    let now = chrono::Utc::now().timestamp();
+    if state.config.rate_limit {
+        let (hits, window_start) = state
+            .store
+            .throttle_hit(&format!("reset-client:{}", client.ip()), HOUR, now)
+            .await?;
+        if hits > RESET_REQUESTS_PER_CLIENT_PER_HOUR {
+            return Err(ApiError::Throttled {
+                retry_after_secs: (window_start + HOUR - now).max(1) as u64,
+            });
+        }
+    }
+    // Every valid address costs the same queries whatever it finds; the mail itself is
+    // queued, not sent, so the answer takes the same time known or not.
+    let address_key = format!("reset-email:{}", email.as_str().to_lowercase());
+    let (sent_recently, _) = if state.config.rate_limit {
+        state.store.throttle_hit(&address_key, HOUR, now).await?
+    } else {
+        (0, now)
+    };
+    let found = state.store.credentials_by_email(email.as_str()).await?;
+    // Django's PasswordResetForm: only active users with a usable password get mail.
+    let recipient = found.filter(|c| c.user.is_active && !c.password_hash.starts_with('!'));
+    if let Some(credentials) = recipient {
+        if sent_recently <= RESET_EMAILS_PER_ADDRESS_PER_HOUR {
+            let (secret, digest) = new_secret();
+            let token = NewResetToken {
+                digest,
+                user_id: credentials.user.id,
+                password_fingerprint: password_fingerprint(&credentials.password_hash),
+                expires_at: now + state.config.password_reset_timeout.as_secs() as i64,
+            };
+            let message = reset_email(&state, &headers, &credentials.user, &secret);
+            state
+                .store
+                .create_reset_token(&token, &message, now)
+                .await?;
+            state.outbox.queued();
+            tracing::Span::current().record("user_id", credentials.user.id.0);
+        }
+    }
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// The site's base URL: `PUBLIC_URL`, else `http://` + the request's Host (already
+/// checked against ALLOWED_HOSTS).
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    match &state.config.public_url {
+        Some(public) => public.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
+}
+
+/// Django's `password_reset_email.html`, plus the `uid:` and `token:` lines of API.md §4.
+fn reset_email(state: &AppState, headers: &HeaderMap, user: &User, secret: &str) -> NewEmail {
+    let base = base_url(state, headers);
+    let site = base.split("://").nth(1).unwrap_or(&base).to_owned();
+    let uid = encode_uid(user.id);
+    let link = state
+        .config
+        .password_reset_url
+        .replace("{base}", &base)
+        .replace("{uid}", &uid)
+        .replace("{token}", secret);
+    let body = format!(
+        "You're receiving this email because you requested a password reset for your user account at {site}.\n\n\
+         Please go to the following page and choose a new password:\n\n{link}\n\n\
+         Or use these values with POST /api/reset_password/confirm/:\n\
+         uid: {uid}\n\
+         token: {secret}\n\n\
+         Your username, in case you've forgotten: {username}\n\n\
+         Thanks for using our site!\n\nThe {site} team\n",
+        username = user.username,
+    );
+    NewEmail {
+        recipient: user.email.clone(),
+        subject: format!("Password reset on {site}"),
+        body,
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::field("token", messages::RESET_TOKEN_INVALID)
+}
+
+/// Checks uid, token and new password, and resets. The token stays usable when only the
+/// new password is refused.
+async fn confirm(state: &AppState, fields: &Fields) -> Result<(), ApiError> {
+    let mut errors = FieldErrors::new();
+    let uid = errors.check("uid", fields.required_text("uid", true));
+    let token = errors.check("token", fields.required_text("token", true));
+    let new_password = errors.check("new_password", fields.required_text("new_password", false));
+    errors.clone().into_result()?;
+    let (Some(uid), Some(token), Some(new_password)) = (uid, token, new_password) else {
+        return Err(errors.into());
+    };
+    let id = decode_uid(&uid).ok_or_else(invalid_token)?;
+    let digest = TokenDigest::of(token.trim());
+    let now = chrono::Utc::now();
+    let (credentials, fingerprint) = state
+        .store
+        .reset_token_owner(digest.as_str(), id, now.timestamp())
+        .await?
+        .ok_or_else(invalid_token)?;
+    if password_fingerprint(&credentials.password_hash) != fingerprint
+        || !credentials.user.is_active
+    {
+        return Err(invalid_token());
+    }
+    let user = &credentials.user;
+    let attributes = UserAttributes {
+        username: Some(&user.username),
+        email: Some(&user.email),
+        first_name: Some(&user.first_name),
+        last_name: Some(&user.last_name),
+    };
+    state
+        .policy
+        .validate(&new_password, attributes)
+        .map_err(|m| {
+            let mut errors = FieldErrors::new();
+            errors.add_all("new_password", m);
+            ApiError::Invalid(errors)
+        })?;
+    let hash = state.hasher.hash(SecretString::from(new_password)).await?;
+    if !state
+        .store
+        .consume_reset_token(digest.as_str(), id, &hash, now)
+        .await?
+    {
+        return Err(invalid_token());
+    }
+    tracing::Span::current().record("user_id", id.0);
+    Ok(())
+}
+
+/// `POST /api/reset_password/confirm/` `{"uid", "token", "new_password"}`.
+pub async fn confirm_reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    fields: Fields,
+) -> Response {
+    let result = confirm(&state, &fields).await;
+    if !wants_html(&headers) {
+        return match result {
+            Ok(()) => Json(json!({"message": messages::PASSWORD_RESET})).into_response(),
+            Err(error) => error.into_response(),
+        };
+    }
+    let text = |name: &str| fields.text(name).ok().flatten().unwrap_or_default();
+    match result {
+        Ok(()) => page(StatusCode::OK, Outcome::Done, "", ""),
+        Err(ApiError::Invalid(errors))
+            if errors.fields().any(|f| f == "new_password") && errors.fields().count() == 1 =>
+        {
+            let messages = serde_json::to_value(&errors)
+                .ok()
+                .and_then(|v| v["new_password"].as_array().cloned());
+            let messages = messages
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.as_str().map(str::to_owned))
+                .collect();
+            page(
+                StatusCode::BAD_REQUEST,
+                Outcome::Form(messages),
+                &text("uid"),
+                &text("token"),
+            )
+        }
+        Err(ApiError::Invalid(_)) => page(StatusCode::BAD_REQUEST, Outcome::InvalidLink, "", ""),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    uid: Option<String>,
+    token: Option<String>,
+}
+
+/// `GET /api/reset_password/confirm/?uid=…&token=…`: the emailed link's page.
+pub async fn confirm_page(
+    State(state): State<AppState>,
+    Query(link): Query<LinkQuery>,
+) -> Result<Response, ApiError> {
+    let (uid, token) = (link.uid.unwrap_or_default(), link.token.unwrap_or_default());
+    let now = chrono::Utc::now().timestamp();
+    let owner = match decode_uid(&uid) {
+        Some(id) => {
+            state
+                .store
+                .reset_token_owner(TokenDigest::of(token.trim()).as_str(), id, now)
+                .await?
+        }
+        None => None,
+    };
+    let live = owner.is_some_and(|(c, fingerprint)| {
+        c.user.is_active && password_fingerprint(&c.password_hash) == fingerprint
+    });
+    Ok(if live {
+        page(StatusCode::OK, Outcome::Form(Vec::new()), &uid, &token)
+    } else {
+        page(StatusCode::OK, Outcome::InvalidLink, "", "")
+    })
+}
+
+/// Whether the client asked for HTML (a browser's navigation or form post).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .any(|part| part.trim().starts_with("text/html"))
+        })
+}
+
+pub enum Outcome {
+    Form(Vec<String>),
+    Done,
+    InvalidLink,
+}
+
+#[derive(Template)]
+#[template(path = "reset_confirm.html")]
+struct ResetPage<'a> {
+    title: &'a str,
+    style: &'a str,
+    outcome: Outcome,
+    uid: &'a str,
+    token: &'a str,
+}
+
+/// The page's only stylesheet, inline; the CSP allows exactly it, by hash.
+const STYLE: &str = "body{font-family:system-ui,-apple-system,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
+main{max-width:26rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 4px rgba(0,0,0,.12)}\
+h1{font-size:1.4rem;margin-top:0}label{display:block;font-weight:600;margin:1rem 0 .3rem}\
+input[type=password]{box-sizing:border-box;width:100%;padding:.7rem;font-size:1rem;border:1px solid #a9b0bd;border-radius:.3rem}\
+button{margin-top:1rem;width:100%;padding:.8rem;font-size:1rem;border:0;border-radius:.3rem;background:#2456c7;color:#fff}\
+.error{color:#a4161a}.ok{color:#1b6e2d}@media (max-width:30rem){main{margin:0;border-radius:0;min-height:100vh}}";
+
+static CONTENT_SECURITY_POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
+    use base64::Engine;
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).expect("an ASCII policy")
+});
+
+fn page(status: StatusCode, outcome: Outcome, uid: &str, token: &str) -> Response {
+    let title = match outcome {
+        Outcome::Done => "Password reset complete",
+        Outcome::InvalidLink => "Password reset unsuccessful",
+        Outcome::Form(_) => "Enter new password",
+    };
+    let html = ResetPage {
+        title,
+        style: STYLE,
+        outcome,
+        uid,
+        token,
+    }
+    .render();
+    let Ok(html) = html else {
+        return ApiError::internal(anyhow::anyhow!("reset page template failed")).into_response();
+    };
+    let mut response = (status, axum::response::Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY.clone(),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The URL carries the reset secret: never send it on as a Referer.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
