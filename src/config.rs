@@ -53,8 +53,13 @@ impl AllowedHosts {
     }
 
     /// Whether a `Host` header value (with or without a port) is allowed, as Django's
-    /// `validate_host` decides it.
+    /// `get_host` decides it: first the shape (letters, digits, dots and hyphens, or a
+    /// bracketed IPv6 address, and an optional port), then the allow-list. Without the
+    /// shape check `evil.test/.example.com` would pass `.example.com` and end up in links.
     pub fn allows(&self, host_header: &str) -> bool {
+        if !well_formed_host(host_header.trim()) {
+            return false;
+        }
         let host = strip_port(host_header.trim()).to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host);
         if host.is_empty() {
@@ -67,6 +72,48 @@ impl AllowedHosts {
                     .strip_prefix('.')
                     .is_some_and(|domain| host == domain || host.ends_with(&format!(".{domain}")))
         })
+    }
+}
+
+/// Django's `host_validation_re`: `^([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(:[0-9]+)?$`.
+fn well_formed_host(host: &str) -> bool {
+    let (name, port) = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => host.split_at(end + 1),
+            None => return false,
+        }
+    } else {
+        host.split_at(host.find(':').unwrap_or(host.len()))
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(digits) => !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => {
+            v6.contains(':')
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }
+    };
+    port_ok && name_ok
+}
+
+/// A URL with its password replaced, for error messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
     }
 }
 
@@ -153,7 +200,7 @@ impl Config {
             _ => {
                 return Err(ConfigError::invalid(
                     "DATABASE_URL",
-                    &database_url,
+                    &redact_url(&database_url),
                     "expected sqlite://PATH or postgres://…",
                 ))
             }
@@ -180,7 +227,7 @@ impl Config {
                 Some(url) => {
                     return Err(ConfigError::invalid(
                         "SMTP_URL",
-                        &url,
+                        &redact_url(&url),
                         "expected smtp://[user:pass@]host[:port][?tls=starttls|tls]",
                     ))
                 }
@@ -316,6 +363,10 @@ mod tests {
             assert!(hosts.allows(ok), "{ok}");
         }
         for bad in [
+            "evil.test/.example.com",
+            "evil.test?.example.com",
+            "a.example.com:80x",
+            "a b.example.com",
             "evil.com",
             "example.com.evil.com",
             "notexample.com",

@@ -28,9 +28,11 @@ CREATE TABLE gatehouse_user_state (
 );
 
 -- Refresh tokens minted by SimpleJWT have no session; once exchanged they are spent here,
--- so a second use is refused (rotation). Rows are dropped after the token's own expiry.
+-- with the session they started, so a second use is refused and ends that session (reuse
+-- detection, as for gatehouse's own tokens). Rows are dropped after the token's expiry.
 CREATE TABLE gatehouse_spent_token (
     jti text NOT NULL PRIMARY KEY,
+    session_id text NULL,
     user_id integer NOT NULL REFERENCES auth_user (id) ON DELETE CASCADE,
     expires_at bigint NOT NULL
 );

@@ -5,6 +5,7 @@ pub const REQUIRED: &str = "This field is required.";
 pub const BLANK: &str = "This field may not be blank.";
 pub const NULL: &str = "This field may not be null.";
 pub const NOT_A_STRING: &str = "Not a valid string.";
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
 
 pub const USERNAME_INVALID: &str =
     "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.";

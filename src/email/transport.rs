@@ -1,7 +1,7 @@
 //! The three ways a message leaves: printed to stdout (`console`), written as one `.eml`
 //! file per message (`file`), or sent over SMTP with lettre (`smtp`).
 
-use crate::config::{ConfigError, EmailBackend};
+use crate::config::{redact_url as redact, ConfigError, EmailBackend};
 use crate::store::NewEmail;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
@@ -126,15 +126,4 @@ fn percent_decode(text: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
-}
-
-/// The URL without its password, for error messages.
-fn redact(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
-    }
 }

@@ -38,16 +38,14 @@ pub async fn login(
         (Some(credentials), Verified::Yes { outdated }) if credentials.user.is_active => {
             if outdated {
                 let hash = state.hasher.hash(SecretString::from(password)).await?;
-                state
-                    .store
-                    .upgrade_password_hash(credentials.user.id, &hash)
-                    .await?;
+                let (id, old) = (credentials.user.id, &credentials.password_hash);
+                state.store.upgrade_password_hash(id, old, &hash).await?;
             }
             credentials
         }
         _ => return Err(ApiError::login_failed()),
     };
-    let pair = start_session(&state, credentials.user.id, true).await?;
+    let pair = start_session(&state, credentials.user.id, &random_hex_id(), true).await?;
     tracing::Span::current().record("user_id", credentials.user.id.0);
     Ok(Json(pair))
 }
@@ -55,13 +53,13 @@ pub async fn login(
 async fn start_session(
     state: &AppState,
     user_id: UserId,
+    sid: &str,
     is_login: bool,
 ) -> Result<TokenPair, ApiError> {
-    let sid = random_hex_id();
-    let (pair, refresh_jti) = state.tokens.issue_pair(user_id, &sid);
+    let (pair, refresh_jti) = state.tokens.issue_pair(user_id, sid);
     state
         .store
-        .start_session(user_id, &sid, &refresh_jti, chrono::Utc::now(), is_login)
+        .start_session(user_id, sid, &refresh_jti, chrono::Utc::now(), is_login)
         .await?;
     Ok(pair)
 }
@@ -136,14 +134,23 @@ pub async fn token_refresh(
             {
                 return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
             }
-            if !state
-                .store
-                .spend_token(&claims.jti, claims.user_id, claims.exp)
-                .await?
-            {
+            let sid = random_hex_id();
+            let spent =
+                state
+                    .store
+                    .spend_token(&claims.jti, claims.user_id, claims.exp, Some(&sid));
+            if !spent.await? {
+                // Reuse: the session this token was exchanged for ends too.
+                state.store.end_session_started_by(&claims.jti).await?;
+                tracing::warn!(
+                    user_id = claims.user_id.0,
+                    "spent SimpleJWT refresh token presented again: session ended"
+                );
                 return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
             }
-            Ok(Json(start_session(&state, claims.user_id, false).await?))
+            Ok(Json(
+                start_session(&state, claims.user_id, &sid, false).await?,
+            ))
         }
     }
 }
@@ -160,14 +167,17 @@ async fn still_good(state: &AppState, claims: &Claims) -> Result<bool, ApiError>
             }
             None => false,
         }),
-        None => Ok(
-            match state.store.access_check(claims.user_id, None).await? {
+        None => {
+            let before_cutoff = match state.store.access_check(claims.user_id, None).await? {
                 Some(check) => check
                     .tokens_valid_after
-                    .is_none_or(|cutoff| claims.iat > cutoff),
-                None => false,
-            },
-        ),
+                    .is_some_and(|cutoff| claims.iat <= cutoff),
+                None => return Ok(false),
+            };
+            let spent = claims.token_type == TokenType::Refresh
+                && state.store.token_spent(&claims.jti).await?;
+            Ok(!before_cutoff && !spent)
+        }
     }
 }
 
@@ -211,7 +221,7 @@ pub async fn logout(
             still_good(&state, &claims).await?
                 && state
                     .store
-                    .spend_token(&claims.jti, claims.user_id, claims.exp)
+                    .spend_token(&claims.jti, claims.user_id, claims.exp, None)
                     .await?
         }
     };

@@ -129,6 +129,10 @@ impl Fields {
     pub fn text(&self, name: &str) -> Result<Option<String>, Vec<String>> {
         match self.0.get(name) {
             None => Ok(None),
+            // DRF's ProhibitNullCharactersValidator; PostgreSQL cannot store NUL in text.
+            Some(Value::String(s)) if s.contains('\0') => {
+                Err(vec![messages::NULL_CHARACTERS.to_owned()])
+            }
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Null) => Err(vec![messages::NULL.to_owned()]),

@@ -26,6 +26,14 @@ fn permission_denied() -> ApiError {
     ApiError::detail(StatusCode::FORBIDDEN, messages::PERMISSION_DENIED)
 }
 
+/// Whether `caller` may change or delete `target`. Staff administer plain users; only a
+/// superuser changes or deletes another staff member or superuser. API.md says only a
+/// superuser sets the flags; without this rule a staff member could still take a
+/// superuser's account over by changing its email and asking for a reset.
+fn may_administer(caller: &User, target: &User) -> bool {
+    caller.id == target.id || caller.is_superuser || !(target.is_staff || target.is_superuser)
+}
+
 /// The user `/api/users/{id}/` names, if the caller may see it; 404 otherwise (also for
 /// ids that are not numbers, as Django's `<int:pk>` would not route them).
 async fn visible_user(state: &AppState, caller: &AuthUser, raw_id: &str) -> Result<User, ApiError> {
@@ -80,22 +88,34 @@ pub async fn list(
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    let page = match param("page") {
-        None => 1,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|p| *p >= 1)
-            .ok_or_else(invalid_page)?,
+    // DRF: `query_params.get("page") or 1`, and "last" names the last page.
+    let requested = match param("page").map(str::trim) {
+        None | Some("") => Some(1),
+        Some("last") => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(invalid_page)?,
+        ),
     };
-    let query = UserQuery {
+    let mut query = UserQuery {
         search,
         is_active,
         is_staff,
         ordering,
         limit: page_size,
-        offset: (page - 1).saturating_mul(page_size),
+        offset: i64::MAX,
     };
+    let page = match requested {
+        Some(page) => page,
+        None => {
+            // Counting alone: the store reads no rows for an offset past the end.
+            let (count, _) = state.store.list_users(&query).await?;
+            ((count + page_size - 1) / page_size).max(1)
+        }
+    };
+    query.offset = (page - 1).saturating_mul(page_size);
     let (count, results) = state.store.list_users(&query).await?;
     // Django's Paginator: an empty first page is still a page; any other page past the
     // end is not.
@@ -119,9 +139,17 @@ fn invalid_page() -> ApiError {
 /// DRF's `_positive_int(strict=True, cutoff=max_page_size)`: zero, negatives and
 /// non-numbers fall back to the default; larger values are clamped.
 fn page_size(raw: Option<&str>) -> i64 {
-    match raw.and_then(|r| r.trim().parse::<i64>().ok()) {
-        Some(size) if size > 0 => size.min(MAX_PAGE_SIZE),
-        _ => DEFAULT_PAGE_SIZE,
+    let digits = raw
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()));
+    match digits {
+        // Python's int() has no upper bound: a number too long for i64 is just large.
+        Some(size) => match size.parse::<i64>() {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) => size.min(MAX_PAGE_SIZE),
+            Err(_) => MAX_PAGE_SIZE,
+        },
+        None => DEFAULT_PAGE_SIZE,
     }
 }
 
@@ -286,6 +314,9 @@ pub async fn destroy(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let target = visible_user(&state, &caller, &id).await?;
+    if !may_administer(&caller.user, &target) {
+        return Err(permission_denied());
+    }
     delete_user(&state, target.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -326,6 +357,9 @@ pub(crate) async fn change_user(
     change: Change,
     flags: Flags,
 ) -> Result<User, ApiError> {
+    if !may_administer(&caller.user, target) {
+        return Err(permission_denied());
+    }
     let mut errors = FieldErrors::new();
     let mut update = UserUpdate::default();
     if change == Change::Full || fields.contains("username") {

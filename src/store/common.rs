@@ -8,6 +8,7 @@
 //!   UTC text on SQLite, `timestamptz` on PostgreSQL);
 //! - `fn row_to_user` and `fn row_to_credentials`;
 //! - `const MIGRATIONS`: its list from `migrate.rs`;
+//! - `const TABLE_EXISTS`: a count of tables named `$1` (Django's, on a shared database);
 //! - `fn search_condition(n, term)`: the SQL matching `?search=` term `$n`;
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
@@ -202,6 +203,13 @@ macro_rules! impl_store {
                     }
                     Err(error) => return Err(error.into()),
                 };
+                if before.email != after.email {
+                    // A reset link sent to the old address must not outlive the change.
+                    sqlx::query(sql::DELETE_RESET_TOKENS_OF)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 if before.is_active && !after.is_active {
                     // API.md §7: deactivating a user ends its sessions at once.
                     sqlx::query(sql::SET_TOKEN_CUTOFF)
@@ -240,6 +248,15 @@ macro_rules! impl_store {
                 }
                 for statement in sql::DELETE_USER_STATE {
                     sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
+                }
+                for (table, statement) in sql::DJANGO_DEPENDENTS {
+                    let exists: i64 = sqlx::query_scalar(TABLE_EXISTS)
+                        .bind(*table)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if exists > 0 {
+                        sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
+                    }
                 }
                 sqlx::query(sql::DELETE_USER)
                     .bind(id.0)
@@ -479,11 +496,13 @@ macro_rules! impl_store {
             async fn upgrade_password_hash(
                 &self,
                 id: UserId,
-                hash: &str,
+                old_hash: &str,
+                new_hash: &str,
             ) -> Result<(), StoreError> {
-                sqlx::query(sql::SET_PASSWORD)
+                sqlx::query(sql::UPGRADE_PASSWORD)
                     .bind(id.0)
-                    .bind(hash)
+                    .bind(new_hash)
+                    .bind(old_hash)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -616,14 +635,32 @@ macro_rules! impl_store {
                 jti: &str,
                 id: UserId,
                 expires_at: i64,
+                session: Option<&str>,
             ) -> Result<bool, StoreError> {
                 let inserted = sqlx::query(sql::SPEND_TOKEN)
                     .bind(jti)
                     .bind(id.0)
                     .bind(expires_at)
+                    .bind(session)
                     .execute(&self.pool)
                     .await?;
                 Ok(inserted.rows_affected() == 1)
+            }
+
+            async fn token_spent(&self, jti: &str) -> Result<bool, StoreError> {
+                let count: i64 = sqlx::query_scalar(sql::TOKEN_SPENT)
+                    .bind(jti)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count > 0)
+            }
+
+            async fn end_session_started_by(&self, jti: &str) -> Result<(), StoreError> {
+                sqlx::query(sql::END_SESSION_STARTED_BY)
+                    .bind(jti)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn purge_expired(

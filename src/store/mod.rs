@@ -230,10 +230,11 @@ fn direction(descending: bool) -> &'static str {
 }
 
 /// The WHERE clause, ORDER BY clause and arguments of a `UserQuery`; the search condition
-/// is the backend's (`search_condition(n, term)`, with the term bound as `$n`).
+/// is the backend's (`search_condition(typed, lowered, term)`, with the term as typed
+/// bound as `$typed` and lower-cased as `$lowered`).
 fn user_query_clauses(
     query: &UserQuery,
-    search_condition: fn(usize, &str) -> String,
+    search_condition: fn(usize, usize, &str) -> String,
 ) -> (String, String, Vec<Arg>) {
     let mut conditions = Vec::new();
     let mut args = Vec::new();
@@ -244,14 +245,20 @@ fn user_query_clauses(
         }
     }
     for term in &query.search {
-        let term = term.to_lowercase();
         // LIKE's wildcards in a term are literal characters, as in Django's icontains.
-        let escaped = term
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        args.push(Arg::Text(format!("%{escaped}%")));
-        conditions.push(search_condition(args.len(), &term));
+        let escape = |t: &str| {
+            format!(
+                "%{}%",
+                t.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        };
+        // The term as typed and lower-cased: PostgreSQL folds case itself, SQLite folds
+        // ASCII only, so there the two spellings catch what its folding misses.
+        args.push(Arg::Text(escape(term)));
+        args.push(Arg::Text(escape(&term.to_lowercase())));
+        conditions.push(search_condition(args.len() - 1, args.len(), term));
     }
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -362,8 +369,13 @@ pub trait Store: Send + Sync {
         next_attempt_at: Option<i64>,
         error: &str,
     ) -> Result<(), StoreError>;
-    /// Replaces the password hash only (an outdated hash upgraded at login).
-    async fn upgrade_password_hash(&self, id: UserId, hash: &str) -> Result<(), StoreError>;
+    /// Replaces an outdated hash (upgraded at login), if it is still `old_hash`.
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<(), StoreError>;
     /// Sets a new password: stores the hash, moves the token cut-off to `now`, and ends
     /// every session of the user except `keep`.
     async fn set_password(
@@ -403,9 +415,18 @@ pub trait Store: Send + Sync {
     /// The session's user and current refresh `jti`.
     async fn session(&self, sid: &str) -> Result<Option<(UserId, String)>, StoreError>;
     async fn end_session(&self, sid: &SessionId) -> Result<bool, StoreError>;
-    /// Marks a sessionless refresh token (minted by SimpleJWT) spent; false if it already was.
-    async fn spend_token(&self, jti: &str, id: UserId, expires_at: i64)
-        -> Result<bool, StoreError>;
+    /// Marks a sessionless refresh token (minted by SimpleJWT) spent, with the session it
+    /// starts; false if it already was.
+    async fn spend_token(
+        &self,
+        jti: &str,
+        id: UserId,
+        expires_at: i64,
+        session: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    async fn token_spent(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Ends the session a spent token started (its reuse was detected).
+    async fn end_session_started_by(&self, jti: &str) -> Result<(), StoreError>;
     /// Drops sessions idle longer than the refresh lifetime and spent tokens past expiry.
     async fn purge_expired(
         &self,
@@ -461,8 +482,8 @@ mod tests {
         }
     }
 
-    fn condition(n: usize, _term: &str) -> String {
-        format!("match(${n})")
+    fn condition(typed: usize, lowered: usize, _term: &str) -> String {
+        format!("match(${typed}, ${lowered})")
     }
 
     #[test]
@@ -493,7 +514,7 @@ mod tests {
             user_query_clauses(&query(vec![], &["Ann", "50%_off\\"]), condition);
         assert_eq!(
             where_clause,
-            "WHERE is_staff = $1 AND match($2) AND match($3)"
+            "WHERE is_staff = $1 AND match($2, $3) AND match($4, $5)"
         );
         let texts: Vec<String> = args
             .iter()
@@ -504,7 +525,7 @@ mod tests {
             .collect();
         assert_eq!(
             texts,
-            vec!["%ann%".to_owned(), "%50\\%\\_off\\\\%".to_owned()]
+            vec!["%Ann%", "%ann%", "%50\\%\\_off\\\\%", "%50\\%\\_off\\\\%"]
         );
     }
 }

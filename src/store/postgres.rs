@@ -75,11 +75,15 @@ impl PgStore {
     }
 }
 
-/// `?search=` term `$n`, served by the pg_trgm indexes on lower(username) and lower(email).
-fn search_condition(n: usize, _term: &str) -> String {
-    format!("(lower(u.username) LIKE ${n} OR lower(u.email) LIKE ${n})")
+/// `?search=` term, lower-cased (`$lowered`), served by the pg_trgm indexes on
+/// lower(username) and lower(email); PostgreSQL folds case by its locale, so the term as
+/// typed is not needed (its parameter is bound but unused).
+fn search_condition(_typed: usize, lowered: usize, _term: &str) -> String {
+    format!("(lower(u.username) LIKE ${lowered} OR lower(u.email) LIKE ${lowered})")
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;
+const TABLE_EXISTS: &str =
+    "SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = current_schema()";
 
 impl_store!(PgStore);

@@ -77,6 +77,10 @@ pub fn page_of_users(where_clause: &str, order_clause: &str, limit_param: usize)
 
 pub const SET_LAST_LOGIN: &str = "UPDATE auth_user SET last_login = $2 WHERE id = $1";
 pub const SET_PASSWORD: &str = "UPDATE auth_user SET password = $2 WHERE id = $1";
+/// Only if the hash is still the one that was verified: a password change that landed
+/// meanwhile must not be overwritten by the upgrade of the old password.
+pub const UPGRADE_PASSWORD: &str =
+    "UPDATE auth_user SET password = $2 WHERE id = $1 AND password = $3";
 pub const SET_TOKEN_CUTOFF: &str =
     "INSERT INTO gatehouse_user_state (user_id, tokens_valid_after) VALUES ($1, $2) \
     ON CONFLICT (user_id) DO UPDATE SET tokens_valid_after = excluded.tokens_valid_after";
@@ -88,6 +92,26 @@ pub const DELETE_USER_STATE: &[&str] = &[
     "DELETE FROM gatehouse_spent_token WHERE user_id = $1",
 ];
 pub const DELETE_USER: &str = "DELETE FROM auth_user WHERE id = $1";
+/// Rows of Django's own apps that point at a user without a database-level cascade
+/// (Django cascades in Python): what its collector would do, for the tables that exist.
+pub const DJANGO_DEPENDENTS: &[(&str, &str)] = &[
+    (
+        "auth_user_groups",
+        "DELETE FROM auth_user_groups WHERE user_id = $1",
+    ),
+    (
+        "auth_user_user_permissions",
+        "DELETE FROM auth_user_user_permissions WHERE user_id = $1",
+    ),
+    (
+        "django_admin_log",
+        "DELETE FROM django_admin_log WHERE user_id = $1",
+    ),
+    (
+        "token_blacklist_outstandingtoken",
+        "UPDATE token_blacklist_outstandingtoken SET user_id = NULL WHERE user_id = $1",
+    ),
+];
 
 pub const INSERT_SESSION: &str =
     "INSERT INTO gatehouse_session (id, user_id, refresh_jti, created_at, refreshed_at) VALUES ($1, $2, $3, $4, $4)";
@@ -98,7 +122,11 @@ pub const END_SESSION_OF: &str = "DELETE FROM gatehouse_session WHERE id = $1 AN
 pub const END_SESSION: &str = "DELETE FROM gatehouse_session WHERE id = $1";
 pub const SESSION: &str = "SELECT user_id, refresh_jti FROM gatehouse_session WHERE id = $1";
 pub const SPEND_TOKEN: &str =
-    "INSERT INTO gatehouse_spent_token (jti, user_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
+    "INSERT INTO gatehouse_spent_token (jti, user_id, expires_at, session_id) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING";
+pub const TOKEN_SPENT: &str = "SELECT count(*) FROM gatehouse_spent_token WHERE jti = $1";
+pub const END_SESSION_STARTED_BY: &str =
+    "DELETE FROM gatehouse_session WHERE id = (SELECT session_id FROM gatehouse_spent_token WHERE jti = $1)";
 pub const PURGE_SESSIONS: &str = "DELETE FROM gatehouse_session WHERE refreshed_at < $1";
 pub const PURGE_SPENT: &str = "DELETE FROM gatehouse_spent_token WHERE expires_at < $1";
 
@@ -128,12 +156,15 @@ pub const CLAIM_EMAIL: &str =
     "UPDATE gatehouse_outbox SET next_attempt_at = $3, attempts = attempts + 1 \
     WHERE id = $1 AND next_attempt_at = $2 AND sent_at IS NULL \
     RETURNING recipient, subject, body, attempts, created_at";
+/// A delivered message keeps its envelope for the record but not its body, which holds a
+/// reset secret.
 pub const EMAIL_SENT: &str =
-    "UPDATE gatehouse_outbox SET sent_at = $2, last_error = NULL WHERE id = $1";
-/// `$2` NULL gives the message up: it stays, with its error, but is never due again.
+    "UPDATE gatehouse_outbox SET sent_at = $2, last_error = NULL, body = '' WHERE id = $1";
+/// `$2` NULL gives the message up: it stays, with its error but without its body, and is
+/// never due again.
 pub const EMAIL_FAILED: &str =
     "UPDATE gatehouse_outbox SET next_attempt_at = COALESCE($2, 9223372036854775807), \
-    last_error = $3 WHERE id = $1";
+    last_error = $3, body = CASE WHEN $2 IS NULL THEN '' ELSE body END WHERE id = $1";
 
 /// `$2` now, `$3` the start of the oldest window still open (now − window).
 pub const THROTTLE_HIT: &str = "INSERT INTO gatehouse_throttle (key, window_start, hits) VALUES ($1, $2, 1) \

@@ -99,20 +99,36 @@ impl SqliteStore {
     }
 }
 
-/// `?search=` term `$n`: through the trigram index (`gatehouse_user_search`) when the
-/// term is long enough for trigrams and has no LIKE wildcard to escape (the index's LIKE
-/// takes no ESCAPE); otherwise a scan.
-fn search_condition(n: usize, term: &str) -> String {
+/// `?search=` term, bound as typed (`$typed`) and lower-cased (`$lowered`): SQLite's
+/// LIKE folds ASCII letters only, so the two spellings find "Øystein" whether it is
+/// searched as typed or in lower case (other non-ASCII case variants it cannot match).
+/// Through the trigram index (`gatehouse_user_search`) when the term is long enough for
+/// trigrams and has no LIKE wildcard to escape (the index's LIKE takes no ESCAPE);
+/// otherwise a scan.
+fn search_condition(typed: usize, lowered: usize, term: &str) -> String {
     if term.chars().count() >= 3 && !term.contains(['%', '_', '\\']) {
+        let matching = |column: &str| {
+            format!(
+                "SELECT rowid FROM gatehouse_user_search WHERE {column} LIKE ${typed} \
+                 UNION SELECT rowid FROM gatehouse_user_search WHERE {column} LIKE ${lowered}"
+            )
+        };
         format!(
-            "u.id IN (SELECT rowid FROM gatehouse_user_search WHERE username LIKE ${n} \
-             UNION SELECT rowid FROM gatehouse_user_search WHERE email LIKE ${n})"
+            "u.id IN ({} UNION {})",
+            matching("username"),
+            matching("email")
         )
     } else {
-        format!("(lower(u.username) LIKE ${n} ESCAPE '\\' OR lower(u.email) LIKE ${n} ESCAPE '\\')")
+        let like = |column: &str| {
+            format!(
+                "u.{column} LIKE ${typed} ESCAPE '\\' OR u.{column} LIKE ${lowered} ESCAPE '\\'"
+            )
+        };
+        format!("({} OR {})", like("username"), like("email"))
     }
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::SQLITE;
+const TABLE_EXISTS: &str = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1";
 
 impl_store!(SqliteStore);

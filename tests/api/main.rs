@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod abuse;
 mod account;
+mod admin;
 mod cli;
 mod errors;
 mod health;
