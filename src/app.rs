@@ -4,7 +4,7 @@
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::{Config, ConfigError};
 use crate::domain::PasswordPolicy;
-use crate::email::{run_outbox_worker, OutboxSignal, Transport};
+use crate::email::{run_outbox_worker, OutboxSignal, ResetMail, Transport};
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
 use axum::extract::Request;
@@ -137,6 +137,7 @@ impl Application {
             self.mail.clone(),
             self.from.clone(),
             self.state.outbox.clone(),
+            ResetMail::from_config(&self.state.config),
             self.state.config.password_reset_timeout,
         ));
         tracing::info!(address = %self.local_addr(), "gatehouse listening");

@@ -35,3 +35,13 @@ CREATE TABLE gatehouse_throttle (
     window_start integer NOT NULL,
     hits integer NOT NULL
 );
+
+-- A reset request waiting for the worker. Answering a request only writes this row, the
+-- same for every valid address, so the answer reveals nothing, in its body or its time;
+-- the worker looks the address up and makes the token and the message.
+CREATE TABLE gatehouse_reset_request (
+    id integer NOT NULL PRIMARY KEY AUTOINCREMENT,
+    email text NOT NULL,
+    base_url text NOT NULL,
+    requested_at integer NOT NULL
+);

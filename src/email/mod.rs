@@ -7,8 +7,10 @@
 //! a restart of gatehouse loses none. Requests therefore take the same time whether or
 //! not a message was queued (no user enumeration through timing, API.md §4).
 
+mod reset;
 mod transport;
 
+pub use reset::{ResetMail, RESET_EMAILS_PER_ADDRESS_PER_HOUR};
 pub use transport::Transport;
 
 use crate::store::{OutboxEmail, Store};
@@ -40,16 +42,19 @@ fn backoff_secs(attempts: i32) -> i64 {
     (1i64 << exponent).min(MAX_BACKOFF_SECS)
 }
 
-/// Delivers queued mail until the process ends. `give_up_after` bounds how long a message
-/// is retried: a reset email older than the reset timeout carries a dead token anyway.
+/// Turns queued reset requests into messages and delivers queued mail until the process
+/// ends. `give_up_after` bounds how long a message is retried: a reset email older than
+/// the reset timeout carries a dead token anyway.
 pub async fn run_outbox_worker(
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
     from: Mailbox,
     signal: OutboxSignal,
+    resets: ResetMail,
     give_up_after: Duration,
 ) {
     loop {
+        resets.fulfil_pending(store.as_ref()).await;
         let now = chrono::Utc::now().timestamp();
         let batch = match store.claim_due_emails(now, LEASE_SECS, BATCH).await {
             Ok(batch) => batch,

@@ -7,11 +7,10 @@
 
 use super::error::ApiError;
 use super::extract::Fields;
-use crate::auth::reset::{decode_uid, encode_uid, new_secret, password_fingerprint, TokenDigest};
+use crate::auth::reset::{decode_uid, password_fingerprint, TokenDigest};
 use crate::domain::password::UserAttributes;
-use crate::domain::{messages, EmailAddress, FieldErrors, User};
+use crate::domain::{messages, EmailAddress, FieldErrors};
 use crate::state::AppState;
-use crate::store::{NewEmail, NewResetToken};
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,8 +25,6 @@ use std::sync::LazyLock;
 
 /// Reset requests per client address per hour; past it, 429 (API.md §4).
 pub const RESET_REQUESTS_PER_CLIENT_PER_HOUR: i64 = 20;
-/// Reset emails per address per hour; past it, the same 200 and no mail (API.md §4).
-pub const RESET_EMAILS_PER_ADDRESS_PER_HOUR: i64 = 3;
 const HOUR: i64 = 3600;
 
 /// `POST /api/reset_password/` `{"email"}` → 200 `{"status": "ok"}` for every valid
@@ -58,35 +55,14 @@ pub async fn request_reset(
             });
         }
     }
-    // Every valid address costs the same queries whatever it finds; the mail itself is
-    // queued, not sent, so the answer takes the same time known or not.
-    let address_key = format!("reset-email:{}", email.as_str().to_lowercase());
-    let (sent_recently, _) = if state.config.rate_limit {
-        state.store.throttle_hit(&address_key, HOUR, now).await?
-    } else {
-        (0, now)
-    };
-    let found = state.store.credentials_by_email(email.as_str()).await?;
-    // Django's PasswordResetForm: only active users with a usable password get mail.
-    let recipient = found.filter(|c| c.user.is_active && !c.password_hash.starts_with('!'));
-    if let Some(credentials) = recipient {
-        if sent_recently <= RESET_EMAILS_PER_ADDRESS_PER_HOUR {
-            let (secret, digest) = new_secret();
-            let token = NewResetToken {
-                digest,
-                user_id: credentials.user.id,
-                password_fingerprint: password_fingerprint(&credentials.password_hash),
-                expires_at: now + state.config.password_reset_timeout.as_secs() as i64,
-            };
-            let message = reset_email(&state, &headers, &credentials.user, &secret);
-            state
-                .store
-                .create_reset_token(&token, &message, now)
-                .await?;
-            state.outbox.queued();
-            tracing::Span::current().record("user_id", credentials.user.id.0);
-        }
-    }
+    // The same single write for every valid address, known or not: the worker looks it
+    // up and mails it (`email::reset`), so the answer reveals nothing, even in its timing.
+    let base = base_url(&state, &headers);
+    state
+        .store
+        .queue_reset_request(email.as_str(), &base, now)
+        .await?;
+    state.outbox.queued();
     Ok(Json(json!({"status": "ok"})))
 }
 
@@ -102,34 +78,6 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
                 .unwrap_or("localhost");
             format!("http://{host}")
         }
-    }
-}
-
-/// Django's `password_reset_email.html`, plus the `uid:` and `token:` lines of API.md §4.
-fn reset_email(state: &AppState, headers: &HeaderMap, user: &User, secret: &str) -> NewEmail {
-    let base = base_url(state, headers);
-    let site = base.split("://").nth(1).unwrap_or(&base).to_owned();
-    let uid = encode_uid(user.id);
-    let link = state
-        .config
-        .password_reset_url
-        .replace("{base}", &base)
-        .replace("{uid}", &uid)
-        .replace("{token}", secret);
-    let body = format!(
-        "You're receiving this email because you requested a password reset for your user account at {site}.\n\n\
-         Please go to the following page and choose a new password:\n\n{link}\n\n\
-         Or use these values with POST /api/reset_password/confirm/:\n\
-         uid: {uid}\n\
-         token: {secret}\n\n\
-         Your username, in case you've forgotten: {username}\n\n\
-         Thanks for using our site!\n\nThe {site} team\n",
-        username = user.username,
-    );
-    NewEmail {
-        recipient: user.email.clone(),
-        subject: format!("Password reset on {site}"),
-        body,
     }
 }
 

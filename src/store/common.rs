@@ -9,6 +9,7 @@
 //! - `fn row_to_user` and `fn row_to_credentials`;
 //! - `const MIGRATIONS`: its list from `migrate.rs`;
 //! - `const TABLE_EXISTS`: a count of tables named `$1` (Django's, on a shared database);
+//! - `const DEFERRED_JOIN`: whether listing pages page ids first (`sql::page_of_users`);
 //! - `fn search_condition(n, term)`: the SQL matching `?search=` term `$n`;
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
@@ -282,7 +283,8 @@ macro_rules! impl_store {
                 if total <= query.offset {
                     return Ok((total, Vec::new()));
                 }
-                let page_sql = sql::page_of_users(&where_clause, &order_clause, args.len() + 1);
+                let page_sql =
+                    sql::page_of_users(&where_clause, &order_clause, args.len() + 1, DEFERRED_JOIN);
                 let mut page = sqlx::query(&page_sql);
                 for arg in args
                     .iter()
@@ -313,13 +315,69 @@ macro_rules! impl_store {
                 Ok(row.as_ref().map(row_to_credentials).transpose()?)
             }
 
-            async fn create_reset_token(
+            async fn queue_reset_request(
                 &self,
-                token: &NewResetToken,
-                email: &NewEmail,
+                email: &str,
+                base_url: &str,
                 now: i64,
             ) -> Result<(), StoreError> {
+                sqlx::query(sql::QUEUE_RESET_REQUEST)
+                    .bind(email)
+                    .bind(base_url)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn pending_reset_requests(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+                Ok(sqlx::query_scalar(sql::PENDING_RESET_REQUESTS)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn fulfil_reset_request(
+                &self,
+                id: i64,
+                now: i64,
+                per_address: Option<(i64, i64)>,
+                make: &MakeResetMail<'_>,
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
+                let taken: Option<(String, String)> = sqlx::query_as(sql::TAKE_RESET_REQUEST)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((email, base_url)) = taken else {
+                    return Ok(false);
+                };
+                if let Some((window, limit)) = per_address {
+                    let key = format!("reset-email:{}", email.to_lowercase());
+                    let (hits, _): (i64, i64) = sqlx::query_as(sql::THROTTLE_HIT)
+                        .bind(key)
+                        .bind(now)
+                        .bind(now - window)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if hits > limit {
+                        tx.commit().await?;
+                        return Ok(false);
+                    }
+                }
+                let row = sqlx::query(&sql::credentials_by_email())
+                    .bind(&email)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let made = row
+                    .as_ref()
+                    .map(row_to_credentials)
+                    .transpose()?
+                    .and_then(|c| make(&c, &base_url));
+                let Some((token, message)) = made else {
+                    tx.commit().await?;
+                    return Ok(false);
+                };
                 sqlx::query(sql::INSERT_RESET_TOKEN)
                     .bind(token.digest.as_str())
                     .bind(token.user_id.0)
@@ -329,14 +387,14 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(sql::ENQUEUE_EMAIL)
-                    .bind(&email.recipient)
-                    .bind(&email.subject)
-                    .bind(&email.body)
+                    .bind(&message.recipient)
+                    .bind(&message.subject)
+                    .bind(&message.body)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn reset_token_owner(

@@ -143,6 +143,14 @@ pub struct NewResetToken {
     pub expires_at: i64,
 }
 
+/// Builds the token and message for a reset request from the user and the request's base
+/// URL, or declines (`None`). An alias with explicit lifetimes: `async_trait` would
+/// otherwise tie the closure's argument lifetimes to the call.
+pub type MakeResetMail<'m> = dyn for<'a, 'b> Fn(&'a Credentials, &'b str) -> Option<(NewResetToken, NewEmail)>
+    + Send
+    + Sync
+    + 'm;
+
 /// A message for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEmail {
@@ -317,13 +325,25 @@ pub trait Store: Send + Sync {
     /// Looks a user up by email, case-insensitively (blank emails never match).
     async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
 
-    /// Stores a reset token and queues its email, in one transaction.
-    async fn create_reset_token(
+    /// Records a reset request for the worker (`fulfil_reset_request`).
+    async fn queue_reset_request(
         &self,
-        token: &NewResetToken,
-        email: &NewEmail,
+        email: &str,
+        base_url: &str,
         now: i64,
     ) -> Result<(), StoreError>;
+    async fn pending_reset_requests(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Takes request `id` and, in the same transaction, counts it against its address's
+    /// throttle (`per_address`: window and limit) and, if the address is a user's and the
+    /// limit allows, stores the reset token and queues the message `make` builds from the
+    /// user and the request's base URL. True when a message was queued.
+    async fn fulfil_reset_request(
+        &self,
+        id: i64,
+        now: i64,
+        per_address: Option<(i64, i64)>,
+        make: &MakeResetMail<'_>,
+    ) -> Result<bool, StoreError>;
     /// The user of an unexpired reset token with this digest and user id, with the
     /// password fingerprint the token was made for.
     async fn reset_token_owner(

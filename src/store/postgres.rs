@@ -5,7 +5,7 @@
 use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
-    Credentials, Guarded, NewEmail, NewResetToken, NewUser, OutboxEmail, Rotation, SessionId,
+    Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
     Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
@@ -83,6 +83,7 @@ fn search_condition(_typed: usize, lowered: usize, _term: &str) -> String {
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;
+const DEFERRED_JOIN: bool = true;
 const TABLE_EXISTS: &str =
     "SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = current_schema()";
 

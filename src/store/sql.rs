@@ -63,16 +63,29 @@ pub fn count_users(where_clause: &str) -> String {
     format!("SELECT count(*) FROM auth_user u {where_clause}")
 }
 
-/// A page as a deferred join: the inner query pages through ids alone, which an index
-/// answers without reading the table (an OFFSET of 500,000 rows stays cheap); only the
-/// page's rows are then read whole.
-pub fn page_of_users(where_clause: &str, order_clause: &str, limit_param: usize) -> String {
+/// A page of users. With `deferred_join` the inner query pages through ids alone, which
+/// an index answers without reading the table (PostgreSQL: an OFFSET of 500,000 rows stays
+/// cheap), and only the page's rows are then read whole. SQLite's indexes all carry the
+/// rowid, so a plain OFFSET is already index-only there, and its planner scans the table
+/// for the join form.
+pub fn page_of_users(
+    where_clause: &str,
+    order_clause: &str,
+    limit_param: usize,
+    deferred_join: bool,
+) -> String {
     let offset_param = limit_param + 1;
-    format!(
-        "SELECT {USER_COLUMNS} FROM auth_user u JOIN (\
-         SELECT u.id FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}\
-         ) AS page ON page.id = u.id {order_clause}"
-    )
+    if deferred_join {
+        format!(
+            "SELECT {USER_COLUMNS} FROM auth_user u JOIN (\
+             SELECT u.id FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}\
+             ) AS page ON page.id = u.id {order_clause}"
+        )
+    } else {
+        format!(
+            "SELECT {USER_COLUMNS} FROM auth_user u {where_clause} {order_clause} LIMIT ${limit_param} OFFSET ${offset_param}"
+        )
+    }
 }
 
 pub const SET_LAST_LOGIN: &str = "UPDATE auth_user SET last_login = $2 WHERE id = $1";
@@ -146,6 +159,13 @@ pub const SPEND_RESET_TOKEN: &str = "DELETE FROM gatehouse_reset_token \
     WHERE digest = $1 AND user_id = $2 AND expires_at > $3 RETURNING password_fingerprint";
 pub const DELETE_RESET_TOKENS_OF: &str = "DELETE FROM gatehouse_reset_token WHERE user_id = $1";
 pub const PURGE_RESET_TOKENS: &str = "DELETE FROM gatehouse_reset_token WHERE expires_at < $1";
+pub const QUEUE_RESET_REQUEST: &str =
+    "INSERT INTO gatehouse_reset_request (email, base_url, requested_at) VALUES ($1, $2, $3)";
+pub const PENDING_RESET_REQUESTS: &str =
+    "SELECT id FROM gatehouse_reset_request ORDER BY id LIMIT $1";
+/// Taking a request is deleting it: of two workers, one gets the row.
+pub const TAKE_RESET_REQUEST: &str =
+    "DELETE FROM gatehouse_reset_request WHERE id = $1 RETURNING email, base_url";
 
 pub const ENQUEUE_EMAIL: &str = "INSERT INTO gatehouse_outbox \
     (recipient, subject, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)";

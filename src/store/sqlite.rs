@@ -9,7 +9,7 @@
 use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
-    Credentials, Guarded, NewEmail, NewResetToken, NewUser, OutboxEmail, Rotation, SessionId,
+    Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
     Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
@@ -129,6 +129,7 @@ fn search_condition(typed: usize, lowered: usize, term: &str) -> String {
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::SQLITE;
+const DEFERRED_JOIN: bool = false;
 const TABLE_EXISTS: &str = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1";
 
 impl_store!(SqliteStore);
