@@ -237,12 +237,24 @@ fn direction(descending: bool) -> &'static str {
     }
 }
 
-/// The WHERE clause, ORDER BY clause and arguments of a `UserQuery`; the search condition
-/// is the backend's (`search_condition(typed, lowered, term)`, with the term as typed
-/// bound as `$typed` and lower-cased as `$lowered`).
+/// The backend's SQL for one `?search=` term, whose values it binds from `$first` on.
+type SearchCondition = fn(first: usize, term: &str) -> (String, Vec<String>);
+
+/// `%term%` for LIKE, its wildcards escaped with `\`: in a search they are literal
+/// characters, as in Django's icontains.
+fn like_pattern(term: &str) -> String {
+    format!(
+        "%{}%",
+        term.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// The WHERE clause, ORDER BY clause and arguments of a `UserQuery`.
 fn user_query_clauses(
     query: &UserQuery,
-    search_condition: fn(usize, usize, &str) -> String,
+    search_condition: SearchCondition,
 ) -> (String, String, Vec<Arg>) {
     let mut conditions = Vec::new();
     let mut args = Vec::new();
@@ -253,20 +265,9 @@ fn user_query_clauses(
         }
     }
     for term in &query.search {
-        // LIKE's wildcards in a term are literal characters, as in Django's icontains.
-        let escape = |t: &str| {
-            format!(
-                "%{}%",
-                t.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        };
-        // The term as typed and lower-cased: PostgreSQL folds case itself, SQLite folds
-        // ASCII only, so there the two spellings catch what its folding misses.
-        args.push(Arg::Text(escape(term)));
-        args.push(Arg::Text(escape(&term.to_lowercase())));
-        conditions.push(search_condition(args.len() - 1, args.len(), term));
+        let (condition, values) = search_condition(args.len() + 1, term);
+        args.extend(values.into_iter().map(Arg::Text));
+        conditions.push(condition);
     }
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -502,8 +503,11 @@ mod tests {
         }
     }
 
-    fn condition(typed: usize, lowered: usize, _term: &str) -> String {
-        format!("match(${typed}, ${lowered})")
+    fn condition(first: usize, term: &str) -> (String, Vec<String>) {
+        (
+            format!("match(${first}, ${})", first + 1),
+            vec![term.to_owned(), like_pattern(term)],
+        )
     }
 
     #[test]
@@ -545,7 +549,7 @@ mod tests {
             .collect();
         assert_eq!(
             texts,
-            vec!["%Ann%", "%ann%", "%50\\%\\_off\\\\%", "%50\\%\\_off\\\\%"]
+            vec!["Ann", "%Ann%", "50%_off\\", "%50\\%\\_off\\\\%"]
         );
     }
 }

@@ -4,8 +4,8 @@
 
 use super::common::impl_store;
 use super::{
-    conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
-    Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
+    conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
+    Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
     Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
@@ -75,11 +75,11 @@ impl PgStore {
     }
 }
 
-/// `?search=` term, lower-cased (`$lowered`), served by the pg_trgm indexes on
-/// lower(username) and lower(email); PostgreSQL folds case by its locale, so the term as
-/// typed is not needed (its parameter is bound but unused).
-fn search_condition(_typed: usize, lowered: usize, _term: &str) -> String {
-    format!("(lower(u.username) LIKE ${lowered} OR lower(u.email) LIKE ${lowered})")
+/// One `?search=` term, lower-cased, served by the pg_trgm indexes on lower(username)
+/// and lower(email) (PostgreSQL folds case by its locale).
+fn search_condition(first: usize, term: &str) -> (String, Vec<String>) {
+    let sql = format!("(lower(u.username) LIKE ${first} OR lower(u.email) LIKE ${first})");
+    (sql, vec![like_pattern(&term.to_lowercase())])
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;

@@ -8,8 +8,8 @@
 
 use super::common::impl_store;
 use super::{
-    conflicts, is_unique_violation, migrate, sql, user_query_clauses, AccessCheck, Arg,
-    Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
+    conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
+    Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
     Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
@@ -99,32 +99,28 @@ impl SqliteStore {
     }
 }
 
-/// `?search=` term, bound as typed (`$typed`) and lower-cased (`$lowered`): SQLite's
-/// LIKE folds ASCII letters only, so the two spellings find "Øystein" whether it is
-/// searched as typed or in lower case (other non-ASCII case variants it cannot match).
-/// Through the trigram index (`gatehouse_user_search`) when the term is long enough for
-/// trigrams and has no LIKE wildcard to escape (the index's LIKE takes no ESCAPE);
-/// otherwise a scan.
-fn search_condition(typed: usize, lowered: usize, term: &str) -> String {
-    if term.chars().count() >= 3 && !term.contains(['%', '_', '\\']) {
-        let matching = |column: &str| {
-            format!(
-                "SELECT rowid FROM gatehouse_user_search WHERE {column} LIKE ${typed} \
-                 UNION SELECT rowid FROM gatehouse_user_search WHERE {column} LIKE ${lowered}"
-            )
-        };
-        format!(
-            "u.id IN ({} UNION {})",
-            matching("username"),
-            matching("email")
-        )
+/// One `?search=` term. Three characters or more: a phrase query on the trigram index
+/// (`gatehouse_user_search`), which matches substrings of either column with Unicode
+/// case folding, and takes `%` and `_` literally. Shorter terms have no trigram: a scan
+/// with LIKE, which folds ASCII letters only, so the term is tried as typed and in lower
+/// case.
+fn search_condition(first: usize, term: &str) -> (String, Vec<String>) {
+    if term.chars().count() >= 3 {
+        let phrase = format!("\"{}\"", term.replace('"', "\"\""));
+        let sql = format!("u.id IN (SELECT rowid FROM gatehouse_user_search WHERE gatehouse_user_search MATCH ${first})");
+        (sql, vec![phrase])
     } else {
+        let (typed, lowered) = (first, first + 1);
         let like = |column: &str| {
             format!(
                 "u.{column} LIKE ${typed} ESCAPE '\\' OR u.{column} LIKE ${lowered} ESCAPE '\\'"
             )
         };
-        format!("({} OR {})", like("username"), like("email"))
+        let sql = format!("({} OR {})", like("username"), like("email"));
+        (
+            sql,
+            vec![like_pattern(term), like_pattern(&term.to_lowercase())],
+        )
     }
 }
 
