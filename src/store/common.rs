@@ -10,7 +10,9 @@
 //! - `const MIGRATIONS`: its list from `migrate.rs`;
 //! - `const TABLE_EXISTS`: a count of tables named `$1` (Django's, on a shared database);
 //! - `const DEFERRED_JOIN`: whether listing pages page ids first (`sql::page_of_users`);
-//! - `fn search_condition(n, term)`: the SQL matching `?search=` term `$n`;
+//! - `fn search_condition(first, term)`: the SQL and values matching a `?search=` term;
+//! - `async fn case_variant_of(conn, username, except)`: another user whose username
+//!   differs only in case the unique index cannot see;
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
 //!   migrations and superuser changes across instances).
@@ -86,6 +88,13 @@ macro_rules! impl_store {
                 user: &NewUser,
                 now: DateTime<Utc>,
             ) -> Result<User, StoreError> {
+                let mut tx = self.begin_write().await?;
+                if case_variant_of(&mut tx, user.username.as_str(), 0)
+                    .await?
+                    .is_some()
+                {
+                    return Err(StoreError::Conflict(vec![UniqueField::Username]));
+                }
                 let inserted = sqlx::query_scalar::<_, DbId>(sql::INSERT_USER)
                     .bind(&user.password_hash)
                     .bind(user.is_superuser)
@@ -96,26 +105,29 @@ macro_rules! impl_store {
                     .bind(db_time(now))
                     .bind(&user.first_name)
                     .bind(user.is_active)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await;
                 match inserted {
-                    Ok(id) => Ok(User {
-                        id: UserId(id.into()),
-                        username: user.username.as_str().to_owned(),
-                        email: user.email.as_str().to_owned(),
-                        first_name: user.first_name.clone(),
-                        last_name: user.last_name.clone(),
-                        is_active: user.is_active,
-                        is_staff: user.is_staff,
-                        is_superuser: user.is_superuser,
-                        // Both databases keep microseconds.
-                        date_joined: chrono::DurationRound::duration_trunc(
-                            now,
-                            chrono::TimeDelta::microseconds(1),
-                        )
-                        .unwrap_or(now),
-                        last_login: None,
-                    }),
+                    Ok(id) => {
+                        tx.commit().await?;
+                        Ok(User {
+                            id: UserId(id.into()),
+                            username: user.username.as_str().to_owned(),
+                            email: user.email.as_str().to_owned(),
+                            first_name: user.first_name.clone(),
+                            last_name: user.last_name.clone(),
+                            is_active: user.is_active,
+                            is_staff: user.is_staff,
+                            is_superuser: user.is_superuser,
+                            // Both databases keep microseconds.
+                            date_joined: chrono::DurationRound::duration_trunc(
+                                now,
+                                chrono::TimeDelta::microseconds(1),
+                            )
+                            .unwrap_or(now),
+                            last_login: None,
+                        })
+                    }
                     Err(error) if is_unique_violation(&error) => Err(self
                         .which_taken(user.username.as_str(), user.email.as_str(), 0)
                         .await),
@@ -139,6 +151,13 @@ macro_rules! impl_store {
                     .bind(username)
                     .fetch_optional(&self.pool)
                     .await?;
+                if row.is_none() {
+                    let mut conn = self.pool.acquire().await?;
+                    if let Some(id) = case_variant_of(&mut conn, username, 0).await? {
+                        drop(conn);
+                        return self.credentials_by_id(UserId(id)).await;
+                    }
+                }
                 Ok(row.as_ref().map(row_to_credentials).transpose()?)
             }
 
@@ -172,6 +191,18 @@ macro_rules! impl_store {
                     return Ok(Guarded::NotFound);
                 };
                 let before = row_to_user(&row)?;
+                if let Some(username) = update
+                    .username
+                    .as_ref()
+                    .filter(|u| u.as_str() != before.username)
+                {
+                    if case_variant_of(&mut tx, username.as_str(), id.0)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(StoreError::Conflict(vec![UniqueField::Username]));
+                    }
+                }
                 let stays_superuser = update.is_active.unwrap_or(before.is_active)
                     && update.is_superuser.unwrap_or(before.is_superuser);
                 if before.is_active && before.is_superuser && !stays_superuser {

@@ -6,12 +6,12 @@ use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
     Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
-    Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
+    Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Executor, Postgres, Row, Transaction};
+use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -80,6 +80,16 @@ impl PgStore {
 fn search_condition(first: usize, term: &str) -> (String, Vec<String>) {
     let sql = format!("(lower(u.username) LIKE ${first} OR lower(u.email) LIKE ${first})");
     (sql, vec![like_pattern(&term.to_lowercase())])
+}
+
+/// Another user whose username equals `username` but for case: nothing to add here, as
+/// the unique index on `lower(username)` folds case by the database's locale.
+async fn case_variant_of(
+    _conn: &mut PgConnection,
+    _username: &str,
+    _except: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    Ok(None)
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;

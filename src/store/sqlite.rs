@@ -10,7 +10,7 @@ use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
     Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
-    Store, StoreError, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
+    Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
 use crate::domain::{User, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Executor, Row, Sqlite, Transaction};
+use sqlx::{Executor, Row, Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -122,6 +122,46 @@ fn search_condition(first: usize, term: &str) -> (String, Vec<String>) {
             vec![like_pattern(term), like_pattern(&term.to_lowercase())],
         )
     }
+}
+
+/// Another user whose username equals `username` but for case beyond ASCII. The unique
+/// index on `lower(username)` covers ASCII letters only, because SQLite's `lower()` folds
+/// no others, and an index on a function of ours would break Django writing to the same
+/// file. The trigram index folds Unicode case, so it finds the candidates, and Rust's
+/// folding decides; callers hold the write lock (or only read), so this is race-free.
+async fn case_variant_of(
+    conn: &mut SqliteConnection,
+    username: &str,
+    except: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    if username.is_ascii() {
+        return Ok(None);
+    }
+    let key = username.to_lowercase();
+    let length = username.chars().count();
+    let candidates: Vec<(i64, String)> = if length >= 3 {
+        let phrase = format!("\"{}\"", username.replace('"', "\"\""));
+        sqlx::query_as(
+            "SELECT id, username FROM auth_user WHERE id <> $2 AND id IN \
+             (SELECT rowid FROM gatehouse_user_search WHERE username MATCH $1)",
+        )
+        .bind(phrase)
+        .bind(except)
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        sqlx::query_as(
+            "SELECT id, username FROM auth_user WHERE id <> $2 AND length(username) = $1",
+        )
+        .bind(length as i64)
+        .bind(except)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    Ok(candidates
+        .into_iter()
+        .find(|(_, name)| name.to_lowercase() == key)
+        .map(|(id, _)| id))
 }
 
 const MIGRATIONS: &[migrate::Migration] = migrate::SQLITE;

@@ -249,3 +249,54 @@ async fn thirty_simultaneous_registrations_of_one_name_give_exactly_one_201() {
         );
     }
 }
+
+#[tokio::test]
+async fn usernames_are_unique_case_insensitively_beyond_ascii_too() {
+    let app = spawn_app().await;
+    for name in ["Ñandú", "Øy"] {
+        let reply = app
+            .register(
+                name,
+                &format!("{}@example.com", name.len()),
+                STRONG_PASSWORD,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    for variant in ["ñandú", "ÑANDÚ", "øY", "ØY"] {
+        let reply = app
+            .register(
+                variant,
+                &format!("v{}@example.com", variant.len()),
+                STRONG_PASSWORD,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{variant}");
+        assert_eq!(
+            reply.body,
+            json!({"username": ["A user with that username already exists."]}),
+            "{variant}"
+        );
+    }
+    // Login finds the account whatever the case, as it does for ASCII letters.
+    assert_eq!(
+        app.login("ñANDÚ", STRONG_PASSWORD).await.status,
+        StatusCode::OK
+    );
+    // Renaming another account to a variant is refused as well.
+    let (_, access, _) = app.signed_in("plainname").await;
+    let rename = json!({"username": "ñANdú", "current_password": STRONG_PASSWORD});
+    let reply = app
+        .send_auth(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            &access,
+            Some(rename),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"username": ["A user with that username already exists."]})
+    );
+}
