@@ -267,43 +267,34 @@ pub async fn retrieve(
 
 /// `PATCH /api/users/{id}/`.
 pub async fn patch(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    id: Path<String>,
     fields: Fields,
 ) -> Result<Json<User>, ApiError> {
-    let target = visible_user(&state, &caller, &id).await?;
-    Ok(Json(
-        change_user(
-            &state,
-            &caller,
-            &target,
-            &fields,
-            Change::Partial,
-            Flags::Writable,
-        )
-        .await?,
-    ))
+    change_by_id(state, caller, id, fields, Change::Partial).await
 }
 
 /// `PUT /api/users/{id}/`: as PATCH, but `username` and `email` must be present.
 pub async fn put(
+    state: State<AppState>,
+    caller: AuthUser,
+    id: Path<String>,
+    fields: Fields,
+) -> Result<Json<User>, ApiError> {
+    change_by_id(state, caller, id, fields, Change::Full).await
+}
+
+async fn change_by_id(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<String>,
     fields: Fields,
+    change: Change,
 ) -> Result<Json<User>, ApiError> {
     let target = visible_user(&state, &caller, &id).await?;
     Ok(Json(
-        change_user(
-            &state,
-            &caller,
-            &target,
-            &fields,
-            Change::Full,
-            Flags::Writable,
-        )
-        .await?,
+        change_user(&state, &caller, &target, &fields, change, Flags::Writable).await?,
     ))
 }
 

@@ -2,6 +2,7 @@
 //!
 //! The logic of every verb is the same on SQLite and PostgreSQL, and so is its SQL
 //! (`sql.rs`); what differs is spelled by each backend module, which must define:
+//! - `type Db`: the sqlx database type;
 //! - `type DbId`: how `auth_user.id` decodes (`i64` on SQLite, Django's `integer` → `i32`
 //!   on PostgreSQL);
 //! - `fn db_time(DateTime<Utc>)`: how an `auth_user` timestamp is bound (Django's naive
@@ -24,6 +25,34 @@
 macro_rules! impl_store {
     ($store:ty) => {
         impl $store {
+            /// A new password: stores the hash, moves the token cut-off to `now` and ends
+            /// every session of the user but `keep` (API.md §5: a password change ends
+            /// sessions, whatever route it came by).
+            async fn replace_password(
+                tx: &mut Transaction<'_, Db>,
+                id: UserId,
+                hash: &str,
+                keep: Option<&str>,
+                now: DateTime<Utc>,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(sql::SET_PASSWORD)
+                    .bind(id.0)
+                    .bind(hash)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(sql::SET_TOKEN_CUTOFF)
+                    .bind(id.0)
+                    .bind(now.timestamp())
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(sql::END_SESSIONS_EXCEPT)
+                    .bind(id.0)
+                    .bind(keep)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             async fn which_taken(&self, username: &str, email: &str, except: i64) -> StoreError {
                 let taken = sqlx::query_as::<_, (bool, bool)>(sql::WHICH_UNIQUE_TAKEN)
                     .bind(username)
@@ -485,21 +514,7 @@ macro_rules! impl_store {
                     tx.commit().await?;
                     return Ok(false);
                 }
-                sqlx::query(sql::SET_PASSWORD)
-                    .bind(id.0)
-                    .bind(new_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::SET_TOKEN_CUTOFF)
-                    .bind(id.0)
-                    .bind(now.timestamp())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::END_SESSIONS_EXCEPT)
-                    .bind(id.0)
-                    .bind(None::<&str>)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::replace_password(&mut tx, id, new_hash, None, now).await?;
                 sqlx::query(sql::DELETE_RESET_TOKENS_OF)
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -605,21 +620,7 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(sql::SET_PASSWORD)
-                    .bind(id.0)
-                    .bind(hash)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::SET_TOKEN_CUTOFF)
-                    .bind(id.0)
-                    .bind(now.timestamp())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::END_SESSIONS_EXCEPT)
-                    .bind(id.0)
-                    .bind(keep)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::replace_password(&mut tx, id, hash, keep, now).await?;
                 tx.commit().await?;
                 Ok(())
             }

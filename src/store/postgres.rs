@@ -19,6 +19,8 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+type Db = Postgres;
+
 /// `auth_user.id` is Django's `integer`: read as `i32` and widened.
 type DbId = i32;
 

@@ -26,6 +26,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+type Db = Sqlite;
+
 /// `auth_user.id`: SQLite integers are 64-bit.
 type DbId = i64;
 
