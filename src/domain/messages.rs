@@ -80,6 +80,10 @@ pub fn invalid_ordering(fields: &[String]) -> String {
     )
 }
 
+pub fn too_many_search_terms(max: usize) -> String {
+    format!("Use at most {max} search terms.")
+}
+
 /// DRF's `MethodNotAllowed` message.
 pub fn method_not_allowed(method: &str) -> String {
     format!("Method \"{method}\" not allowed.")

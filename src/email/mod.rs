@@ -54,7 +54,7 @@ pub async fn run_outbox_worker(
     give_up_after: Duration,
 ) {
     loop {
-        resets.fulfil_pending(store.as_ref()).await;
+        let more_requests = resets.fulfil_pending(store.as_ref()).await;
         let now = chrono::Utc::now().timestamp();
         let batch = match store.claim_due_emails(now, LEASE_SECS, BATCH).await {
             Ok(batch) => batch,
@@ -63,7 +63,7 @@ pub async fn run_outbox_worker(
                 Vec::new()
             }
         };
-        let full = batch.len() as i64 == BATCH;
+        let full = batch.len() as i64 == BATCH || more_requests;
         for message in batch {
             deliver(store.as_ref(), &transport, &from, message, give_up_after).await;
         }

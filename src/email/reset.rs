@@ -31,35 +31,33 @@ impl ResetMail {
         }
     }
 
-    /// Fulfils the queued requests; returns how many messages were queued.
-    pub async fn fulfil_pending(&self, store: &dyn Store) -> usize {
+    /// Fulfils up to one batch of queued requests; true when the batch was full (more
+    /// may be waiting, so the worker goes on without pausing).
+    pub async fn fulfil_pending(&self, store: &dyn Store) -> bool {
         let ids = match store.pending_reset_requests(BATCH).await {
             Ok(ids) => ids,
             Err(error) => {
                 tracing::warn!(error = %error, "reset requests: cannot read the queue");
-                return 0;
+                return false;
             }
         };
+        let full = ids.len() as i64 == BATCH;
         let per_address = self
             .throttled
             .then_some((HOUR, RESET_EMAILS_PER_ADDRESS_PER_HOUR));
-        let mut queued = 0;
+        let max_age = self.timeout.as_secs() as i64;
         for id in ids {
             let now = chrono::Utc::now().timestamp();
             let make =
                 |credentials: &Credentials, base_url: &str| self.make(credentials, base_url, now);
-            match store
-                .fulfil_reset_request(id, now, per_address, &make)
+            if let Err(error) = store
+                .fulfil_reset_request(id, now, max_age, per_address, &make)
                 .await
             {
-                Ok(true) => queued += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(request_id = id, error = %error, "reset requests: cannot fulfil")
-                }
+                tracing::warn!(request_id = id, error = %error, "reset requests: cannot fulfil");
             }
         }
-        queued
+        full
     }
 
     /// The token and the message for `credentials`, or `None` for users Django's

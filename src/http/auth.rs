@@ -135,11 +135,16 @@ pub async fn token_refresh(
                 return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
             }
             let sid = random_hex_id();
-            let spent =
-                state
-                    .store
-                    .spend_token(&claims.jti, claims.user_id, claims.exp, Some(&sid));
-            if !spent.await? {
+            let (pair, refresh_jti) = state.tokens.issue_pair(claims.user_id, &sid);
+            let exchanged = state.store.exchange_spent_token(
+                &claims.jti,
+                claims.user_id,
+                claims.exp,
+                &sid,
+                &refresh_jti,
+                chrono::Utc::now(),
+            );
+            if !exchanged.await? {
                 // Reuse: the session this token was exchanged for ends too.
                 state.store.end_session_started_by(&claims.jti).await?;
                 tracing::warn!(
@@ -148,9 +153,7 @@ pub async fn token_refresh(
                 );
                 return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
             }
-            Ok(Json(
-                start_session(&state, claims.user_id, &sid, false).await?,
-            ))
+            Ok(Json(pair))
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 /// DRF's PageNumberPagination as API.md §7 configures it.
 const DEFAULT_PAGE_SIZE: i64 = 20;
 const MAX_PAGE_SIZE: i64 = 100;
+const MAX_SEARCH_TERMS: usize = 32;
 
 fn permission_denied() -> ApiError {
     ApiError::detail(StatusCode::FORBIDDEN, messages::PERMISSION_DENIED)
@@ -82,12 +83,24 @@ pub async fn list(
         return Err(errors.into());
     };
     // DRF's SearchFilter: terms split on whitespace and commas; every term must match.
-    let search = param("search")
+    // Repeats add nothing; past MAX_SEARCH_TERMS a query only grows (SQLite refuses an
+    // expression tree past a depth of 1,000), so more is a 400, not a 500.
+    let mut search: Vec<String> = Vec::new();
+    for term in param("search")
         .unwrap_or("")
         .replace(['\0', ','], " ")
         .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    {
+        if !search.iter().any(|t| t == term) {
+            search.push(term.to_owned());
+        }
+    }
+    if search.len() > MAX_SEARCH_TERMS {
+        return Err(ApiError::field(
+            "search",
+            messages::too_many_search_terms(MAX_SEARCH_TERMS),
+        ));
+    }
     // DRF: `query_params.get("page") or 1`, and "last" names the last page.
     let requested = match param("page").map(str::trim) {
         None | Some("") => Some(1),

@@ -157,9 +157,14 @@ macro_rules! impl_store {
                             last_login: None,
                         })
                     }
-                    Err(error) if is_unique_violation(&error) => Err(self
-                        .which_taken(user.username.as_str(), user.email.as_str(), 0)
-                        .await),
+                    Err(error) if is_unique_violation(&error) => {
+                        // Release the write lock first: the look-up takes another
+                        // connection, and on SQLite every writer waits on this one.
+                        drop(tx);
+                        Err(self
+                            .which_taken(user.username.as_str(), user.email.as_str(), 0)
+                            .await)
+                    }
                     Err(error) => Err(error.into()),
                 }
             }
@@ -232,6 +237,19 @@ macro_rules! impl_store {
                         return Err(StoreError::Conflict(vec![UniqueField::Username]));
                     }
                 }
+                if update
+                    .email
+                    .as_ref()
+                    .is_some_and(|e| e.as_str() != before.email)
+                {
+                    // A reset link sent to the old address must not outlive the change.
+                    // Deleted before the user row is written: the same lock order as
+                    // consume_reset_token, so the two cannot deadlock.
+                    sqlx::query(sql::DELETE_RESET_TOKENS_OF)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let stays_superuser = update.is_active.unwrap_or(before.is_active)
                     && update.is_superuser.unwrap_or(before.is_superuser);
                 if before.is_active && before.is_superuser && !stays_superuser {
@@ -264,13 +282,6 @@ macro_rules! impl_store {
                     }
                     Err(error) => return Err(error.into()),
                 };
-                if before.email != after.email {
-                    // A reset link sent to the old address must not outlive the change.
-                    sqlx::query(sql::DELETE_RESET_TOKENS_OF)
-                        .bind(id.0)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 if before.is_active && !after.is_active {
                     // API.md §7: deactivating a user ends its sessions at once.
                     sqlx::query(sql::SET_TOKEN_CUTOFF)
@@ -401,17 +412,23 @@ macro_rules! impl_store {
                 &self,
                 id: i64,
                 now: i64,
+                max_age: i64,
                 per_address: Option<(i64, i64)>,
                 make: &MakeResetMail<'_>,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
-                let taken: Option<(String, String)> = sqlx::query_as(sql::TAKE_RESET_REQUEST)
+                let taken: Option<(String, String, i64)> = sqlx::query_as(sql::TAKE_RESET_REQUEST)
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-                let Some((email, base_url)) = taken else {
+                let Some((email, base_url, requested_at)) = taken else {
                     return Ok(false);
                 };
+                if now - requested_at > max_age {
+                    // Waited past the reset timeout in a backlog: dropped, not mailed late.
+                    tx.commit().await?;
+                    return Ok(false);
+                }
                 if let Some((window, limit)) = per_address {
                     let key = format!("reset-email:{}", email.to_lowercase());
                     let (hits, _): (i64, i64) = sqlx::query_as(sql::THROTTLE_HIT)
@@ -735,6 +752,37 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(inserted.rows_affected() == 1)
+            }
+
+            async fn exchange_spent_token(
+                &self,
+                jti: &str,
+                id: UserId,
+                expires_at: i64,
+                sid: &str,
+                refresh_jti: &str,
+                now: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let spent = sqlx::query(sql::SPEND_TOKEN)
+                    .bind(jti)
+                    .bind(id.0)
+                    .bind(expires_at)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?;
+                if spent.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(sql::INSERT_SESSION)
+                    .bind(sid)
+                    .bind(id.0)
+                    .bind(refresh_jti)
+                    .bind(now.timestamp())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn token_spent(&self, jti: &str) -> Result<bool, StoreError> {

@@ -335,13 +335,15 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn pending_reset_requests(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// Takes request `id` and, in the same transaction, counts it against its address's
-    /// throttle (`per_address`: window and limit) and, if the address is a user's and the
-    /// limit allows, stores the reset token and queues the message `make` builds from the
-    /// user and the request's base URL. True when a message was queued.
+    /// throttle (`per_address`: window and limit) and, if the address is a user's, the
+    /// limit allows and the request is younger than `max_age` seconds, stores the reset
+    /// token and queues the message `make` builds from the user and the request's base
+    /// URL. True when a message was queued.
     async fn fulfil_reset_request(
         &self,
         id: i64,
         now: i64,
+        max_age: i64,
         per_address: Option<(i64, i64)>,
         make: &MakeResetMail<'_>,
     ) -> Result<bool, StoreError>;
@@ -446,6 +448,18 @@ pub trait Store: Send + Sync {
         session: Option<&str>,
     ) -> Result<bool, StoreError>;
     async fn token_spent(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Exchanges a sessionless refresh token for session `sid` in one transaction: marks
+    /// it spent with that session and starts the session, so a concurrent second use
+    /// always finds the session to end. False if the token was already spent.
+    async fn exchange_spent_token(
+        &self,
+        jti: &str,
+        id: UserId,
+        expires_at: i64,
+        sid: &str,
+        refresh_jti: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Ends the session a spent token started (its reuse was detected).
     async fn end_session_started_by(&self, jti: &str) -> Result<(), StoreError>;
     /// Drops sessions idle longer than the refresh lifetime and spent tokens past expiry.

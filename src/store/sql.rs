@@ -165,7 +165,7 @@ pub const PENDING_RESET_REQUESTS: &str =
     "SELECT id FROM gatehouse_reset_request ORDER BY id LIMIT $1";
 /// Taking a request is deleting it: of two workers, one gets the row.
 pub const TAKE_RESET_REQUEST: &str =
-    "DELETE FROM gatehouse_reset_request WHERE id = $1 RETURNING email, base_url";
+    "DELETE FROM gatehouse_reset_request WHERE id = $1 RETURNING email, base_url, requested_at";
 
 pub const ENQUEUE_EMAIL: &str = "INSERT INTO gatehouse_outbox \
     (recipient, subject, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $4)";

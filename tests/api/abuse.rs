@@ -238,3 +238,26 @@ async fn deleting_a_user_clears_the_rows_djangos_own_tables_hold_for_it() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_search_with_very_many_terms_is_a_400_and_repeats_do_not_count() {
+    let app = spawn_app().await;
+    let (_, staff, _) = app.signed_in("boss").await;
+    promote(&app, "boss", false).await;
+    let many: Vec<String> = (0..1100).map(|i| format!("t{i}")).collect();
+    let reply = app
+        .get_auth(&format!("/api/users/?search={}", many.join(",")), &staff)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body,
+        json!({"search": ["Use at most 32 search terms."]})
+    );
+    // The same term a thousand times is one term.
+    let repeated = vec!["boss"; 1000].join(",");
+    let reply = app
+        .get_auth(&format!("/api/users/?search={repeated}"), &staff)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["count"], 1);
+}

@@ -300,3 +300,56 @@ async fn usernames_are_unique_case_insensitively_beyond_ascii_too() {
         json!({"username": ["A user with that username already exists."]})
     );
 }
+
+#[tokio::test]
+async fn case_folding_agrees_between_databases_for_the_awkward_letters() {
+    let app = spawn_app().await;
+    // U+212A KELVIN SIGN folds to an ASCII k, whichever is registered first.
+    for (n, (first, second)) in [
+        ("\u{212A}xyz", "kxyz"),
+        ("kabc", "\u{212A}abc"),
+        ("\u{212A}1", "k1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = app
+            .register(first, &format!("first{n}@example.com"), STRONG_PASSWORD)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{first}: {}", reply.body);
+        let reply = app
+            .register(second, &format!("second{n}@example.org"), STRONG_PASSWORD)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{second} after {first}"
+        );
+    }
+    // Greek sigma folds one letter at a time, as PostgreSQL's lower() does: "ΣΑΣ" and
+    // "σασ" collide; "ΣΑΣ2" folds to "σασ2", which is not "σας2".
+    assert_eq!(
+        app.register("ΣΑΣ", "s1@example.com", STRONG_PASSWORD)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.register("σασ", "s2@example.com", STRONG_PASSWORD)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.register("ΣΑΣ2", "s3@example.com", STRONG_PASSWORD)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.register("σας2", "s4@example.com", STRONG_PASSWORD)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
