@@ -31,6 +31,16 @@ pub enum TokenError {
     WrongType,
 }
 
+impl TokenError {
+    /// SimpleJWT's words for it, as they go on the wire.
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Invalid => "Token is invalid or expired",
+            TokenError::WrongType => "Token has wrong type",
+        }
+    }
+}
+
 /// The claims of a token that passed signature, algorithm and expiry checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {

@@ -45,7 +45,7 @@ pub async fn login(
         }
         _ => return Err(ApiError::login_failed()),
     };
-    let pair = start_session(&state, credentials.user.id, &random_hex_id(), true).await?;
+    let pair = start_session(&state, credentials.user.id, &random_hex_id()).await?;
     tracing::Span::current().record("user_id", credentials.user.id.0);
     Ok(Json(pair))
 }
@@ -54,25 +54,20 @@ async fn start_session(
     state: &AppState,
     user_id: UserId,
     sid: &str,
-    is_login: bool,
 ) -> Result<TokenPair, ApiError> {
     let (pair, refresh_jti) = state.tokens.issue_pair(user_id, sid);
     state
         .store
-        .start_session(user_id, sid, &refresh_jti, chrono::Utc::now(), is_login)
+        .start_session(user_id, sid, &refresh_jti, chrono::Utc::now())
         .await?;
     Ok(pair)
 }
 
 /// Reads a required token field (`refresh` or `token`) as a 400 when missing.
 fn token_field(fields: &Fields, name: &str) -> Result<String, ApiError> {
-    fields.required_text(name, true).map_err(|m| {
-        ApiError::Invalid({
-            let mut errors = FieldErrors::new();
-            errors.add_all(name, m);
-            errors
-        })
-    })
+    fields
+        .required_text(name, true)
+        .map_err(|m| ApiError::field_messages(name, m))
 }
 
 /// `POST /api/token/refresh/` — rotation: the presented refresh token is spent and a new
@@ -224,7 +219,7 @@ pub async fn logout(
             still_good(&state, &claims).await?
                 && state
                     .store
-                    .spend_token(&claims.jti, claims.user_id, claims.exp, None)
+                    .spend_token(&claims.jti, claims.user_id, claims.exp)
                     .await?
         }
     };

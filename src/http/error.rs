@@ -56,6 +56,13 @@ impl ApiError {
         Self::Invalid(FieldErrors::single(field, message))
     }
 
+    /// 400 naming one field with every message a check returned for it.
+    pub fn field_messages(field: &str, messages: Vec<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.add_all(field, messages);
+        Self::Invalid(errors)
+    }
+
     pub fn not_found() -> Self {
         Self::detail(StatusCode::NOT_FOUND, messages::NOT_FOUND)
     }
@@ -91,8 +98,7 @@ impl From<FieldErrors> for ApiError {
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         match error {
-            TokenError::Invalid => Self::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED),
-            TokenError::WrongType => Self::token_invalid("Token has wrong type"),
+            TokenError::Invalid | TokenError::WrongType => Self::token_invalid(error.message()),
         }
     }
 }

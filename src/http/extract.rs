@@ -185,12 +185,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let claims = state
             .tokens
             .decode(token, Some(TokenType::Access))
-            .map_err(|e| {
-                ApiError::AccessTokenNotValid(match e {
-                    crate::auth::TokenError::Invalid => messages::TOKEN_INVALID_OR_EXPIRED,
-                    crate::auth::TokenError::WrongType => "Token has wrong type",
-                })
-            })?;
+            .map_err(|e| ApiError::AccessTokenNotValid(e.message()))?;
         let check = state
             .store
             .access_check(claims.user_id, claims.sid.as_deref())

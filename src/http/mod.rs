@@ -72,6 +72,21 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The site's base URL for links gatehouse writes (emails, pagination): `PUBLIC_URL`,
+/// else `http://` + the request's Host, which `check_host` has already allowed.
+pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    match &state.config.public_url {
+        Some(public) => public.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }

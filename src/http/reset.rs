@@ -38,11 +38,7 @@ pub async fn request_reset(
     let email = fields
         .required_text("email", true)
         .and_then(|raw| EmailAddress::parse(&raw))
-        .map_err(|m| {
-            let mut errors = FieldErrors::new();
-            errors.add_all("email", m);
-            ApiError::Invalid(errors)
-        })?;
+        .map_err(|m| ApiError::field_messages("email", m))?;
     let now = chrono::Utc::now().timestamp();
     if state.config.rate_limit {
         let (hits, window_start) = state
@@ -57,28 +53,13 @@ pub async fn request_reset(
     }
     // The same single write for every valid address, known or not: the worker looks it
     // up and mails it (`email::reset`), so the answer reveals nothing, even in its timing.
-    let base = base_url(&state, &headers);
+    let base = super::base_url(&state, &headers);
     state
         .store
         .queue_reset_request(email.as_str(), &base, now)
         .await?;
     state.outbox.queued();
     Ok(Json(json!({"status": "ok"})))
-}
-
-/// The site's base URL: `PUBLIC_URL`, else `http://` + the request's Host (already
-/// checked against ALLOWED_HOSTS).
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    match &state.config.public_url {
-        Some(public) => public.clone(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    }
 }
 
 fn invalid_token() -> ApiError {
@@ -119,11 +100,7 @@ async fn confirm(state: &AppState, fields: &Fields) -> Result<(), ApiError> {
     state
         .policy
         .validate(&new_password, attributes)
-        .map_err(|m| {
-            let mut errors = FieldErrors::new();
-            errors.add_all("new_password", m);
-            ApiError::Invalid(errors)
-        })?;
+        .map_err(|m| ApiError::field_messages("new_password", m))?;
     let hash = state.hasher.hash(SecretString::from(new_password)).await?;
     if !state
         .store

@@ -14,7 +14,7 @@ use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username}
 use crate::state::AppState;
 use crate::store::{Guarded, SortKey, UserQuery, UserUpdate};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -206,16 +206,7 @@ fn page_link(
     params: &[(String, String)],
     page: i64,
 ) -> String {
-    let base = match &state.config.public_url {
-        Some(public) => public.clone(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
+    let base = super::base_url(state, headers);
     let mut kept: Vec<(String, String)> = params
         .iter()
         .filter(|(key, _)| key != "page")
@@ -475,11 +466,9 @@ async fn verify_current_password(
     fields: &Fields,
 ) -> Result<(), ApiError> {
     const FIELD: &str = "current_password";
-    let given = fields.required_text(FIELD, false).map_err(|messages| {
-        let mut errors = FieldErrors::new();
-        errors.add_all(FIELD, messages);
-        ApiError::Invalid(errors)
-    })?;
+    let given = fields
+        .required_text(FIELD, false)
+        .map_err(|messages| ApiError::field_messages(FIELD, messages))?;
     if password_matches(state, caller, given).await? {
         Ok(())
     } else {

@@ -375,17 +375,6 @@ macro_rules! impl_store {
                 Ok((total, users))
             }
 
-            async fn credentials_by_email(
-                &self,
-                email: &str,
-            ) -> Result<Option<Credentials>, StoreError> {
-                let row = sqlx::query(&sql::credentials_by_email())
-                    .bind(email)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.as_ref().map(row_to_credentials).transpose()?)
-            }
-
             async fn queue_reset_request(
                 &self,
                 email: &str,
@@ -666,7 +655,6 @@ macro_rules! impl_store {
                 sid: &str,
                 refresh_jti: &str,
                 now: DateTime<Utc>,
-                is_login: bool,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(sql::INSERT_SESSION)
@@ -676,13 +664,11 @@ macro_rules! impl_store {
                     .bind(now.timestamp())
                     .execute(&mut *tx)
                     .await?;
-                if is_login {
-                    sqlx::query(sql::SET_LAST_LOGIN)
-                        .bind(id.0)
-                        .bind(db_time(now))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                sqlx::query(sql::SET_LAST_LOGIN)
+                    .bind(id.0)
+                    .bind(db_time(now))
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -742,13 +728,12 @@ macro_rules! impl_store {
                 jti: &str,
                 id: UserId,
                 expires_at: i64,
-                session: Option<&str>,
             ) -> Result<bool, StoreError> {
                 let inserted = sqlx::query(sql::SPEND_TOKEN)
                     .bind(jti)
                     .bind(id.0)
                     .bind(expires_at)
-                    .bind(session)
+                    .bind(None::<&str>)
                     .execute(&self.pool)
                     .await?;
                 Ok(inserted.rows_affected() == 1)

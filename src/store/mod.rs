@@ -323,8 +323,6 @@ pub trait Store: Send + Sync {
     async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError>;
     /// The number of users the query matches, and its page of them.
     async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError>;
-    /// Looks a user up by email, case-insensitively (blank emails never match).
-    async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
 
     /// Records a reset request for the worker (`fulfil_reset_request`).
     async fn queue_reset_request(
@@ -415,15 +413,14 @@ pub trait Store: Send + Sync {
         id: UserId,
         sid: Option<&str>,
     ) -> Result<Option<AccessCheck>, StoreError>;
-    /// Records a new session whose current refresh token is `refresh_jti`; on a login
-    /// (not a SimpleJWT token exchange) also the user's `last_login`.
+    /// Records a new session (a login) whose current refresh token is `refresh_jti`, and
+    /// the user's `last_login`.
     async fn start_session(
         &self,
         id: UserId,
         sid: &str,
         refresh_jti: &str,
         now: DateTime<Utc>,
-        is_login: bool,
     ) -> Result<(), StoreError>;
     /// Atomically replaces the session's refresh `jti` if `old_jti` is the current one;
     /// otherwise, if the session exists, ends it (a spent token came back).
@@ -438,15 +435,10 @@ pub trait Store: Send + Sync {
     /// The session's user and current refresh `jti`.
     async fn session(&self, sid: &str) -> Result<Option<(UserId, String)>, StoreError>;
     async fn end_session(&self, sid: &SessionId) -> Result<bool, StoreError>;
-    /// Marks a sessionless refresh token (minted by SimpleJWT) spent, with the session it
-    /// starts; false if it already was.
-    async fn spend_token(
-        &self,
-        jti: &str,
-        id: UserId,
-        expires_at: i64,
-        session: Option<&str>,
-    ) -> Result<bool, StoreError>;
+    /// Marks a sessionless refresh token (minted by SimpleJWT) spent, at logout; false if
+    /// it already was.
+    async fn spend_token(&self, jti: &str, id: UserId, expires_at: i64)
+        -> Result<bool, StoreError>;
     async fn token_spent(&self, jti: &str) -> Result<bool, StoreError>;
     /// Exchanges a sessionless refresh token for session `sid` in one transaction: marks
     /// it spent with that session and starts the session, so a concurrent second use
