@@ -7,8 +7,7 @@ use crate::domain::PasswordPolicy;
 use crate::email::{run_outbox_worker, OutboxSignal, ResetMail, Transport};
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
-use axum::extract::Request;
-use axum::{Router, ServiceExt};
+use axum::Router;
 use secrecy::SecretString;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,7 +55,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
     Ok(AppState {
         store,
         tokens: Arc::new(tokens),
-        hasher: PasswordHasher::new(config.hash_concurrency),
+        hasher: PasswordHasher::new(config.hash_concurrency).with_wait(config.limits.hash_wait),
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
         outbox: OutboxSignal::default(),
@@ -143,12 +142,7 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "gatehouse listening");
         // Normalisation wraps the whole router: a `Router::layer` would run after routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        axum::serve(
-            self.listener,
-            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        crate::server::serve(self.listener, app, self.state.config.limits, shutdown).await
     }
 }
 

@@ -2,8 +2,10 @@
 //! value stops start-up with one line naming the variable, e.g.
 //! `invalid ACCESS_TOKEN_LIFETIME "5x": expected a duration such as 300s, 5m or 1h`.
 
+use crate::auth::lockout::LockoutPolicy;
+use ipnet::IpNet;
 use secrecy::SecretString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -131,6 +133,58 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// A throttle rate in Django REST framework's notation: `30/min`, `1000/day` (the
+/// period is read by its first letter, as DRF does: s, m, h or d).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub requests: u32,
+    pub per_secs: u32,
+}
+
+impl Rate {
+    pub const fn new(requests: u32, per_secs: u32) -> Self {
+        Self { requests, per_secs }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (count, period) = raw.trim().split_once('/')?;
+        let per_secs = match period.trim().chars().next()? {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let requests = count.trim().parse().ok().filter(|n| *n > 0)?;
+        Some(Self { requests, per_secs })
+    }
+}
+
+/// Per-client-address throttles of the unauthenticated endpoints (issue #5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttles {
+    pub login: Rate,
+    pub register: Rate,
+    pub refresh: Rate,
+    pub reset: Rate,
+}
+
+/// Limits on what one request may cost (issue #5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// The whole request, from its headers to the response (`GATEHOUSE_REQUEST_TIMEOUT`);
+    /// past it the client gets 503.
+    pub request_timeout: Duration,
+    /// How long a client may take to send its request headers, and its body
+    /// (`GATEHOUSE_CLIENT_TIMEOUT`): slow clients cannot hold connections open.
+    pub client_timeout: Duration,
+    /// All request headers together (`GATEHOUSE_MAX_HEADER_BYTES`); past it, 431.
+    pub max_header_bytes: usize,
+    /// How long a request waits for a free password-hashing slot before 503
+    /// (`GATEHOUSE_HASH_WAIT`).
+    pub hash_wait: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -152,6 +206,13 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// How many database connections each instance keeps (`DATABASE_POOL_SIZE`).
     pub database_pool_size: u32,
+    pub throttles: Throttles,
+    pub lockout: LockoutPolicy,
+    pub limits: RequestLimits,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, CIDRs or addresses).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins allowed cross-origin requests (`CORS_ALLOWED_ORIGINS`); empty: CORS off.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://gatehouse.sqlite3";
@@ -274,6 +335,74 @@ impl Config {
             }
         };
 
+        let rate = |name: &'static str, default: Rate| -> Result<Rate, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => Rate::parse(&raw).ok_or_else(|| {
+                    ConfigError::invalid(name, &raw, "expected a rate such as 30/min or 100/hour")
+                }),
+            }
+        };
+        let throttles = Throttles {
+            login: rate("GATEHOUSE_THROTTLE_LOGIN", Rate::new(30, 60))?,
+            register: rate("GATEHOUSE_THROTTLE_REGISTER", Rate::new(20, 3600))?,
+            refresh: rate("GATEHOUSE_THROTTLE_REFRESH", Rate::new(120, 60))?,
+            reset: rate("GATEHOUSE_THROTTLE_RESET", Rate::new(20, 3600))?,
+        };
+        let lockout = LockoutPolicy {
+            per_client: number("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", 5, 1)? as u32,
+            per_account: number("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", 20, 1)? as u32,
+            window: duration("GATEHOUSE_LOCKOUT_WINDOW", "15m")?,
+        };
+        let limits = RequestLimits {
+            request_timeout: duration("GATEHOUSE_REQUEST_TIMEOUT", "30s")?,
+            client_timeout: duration("GATEHOUSE_CLIENT_TIMEOUT", "10s")?,
+            max_header_bytes: number("GATEHOUSE_MAX_HEADER_BYTES", 16 * 1024, 1024)?,
+            hash_wait: duration("GATEHOUSE_HASH_WAIT", "5s")?,
+        };
+        let trusted_proxies = get("TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            "TRUSTED_PROXIES",
+                            entry,
+                            "expected addresses or CIDRs such as 10.0.0.0/8,127.0.0.1",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cors_allowed_origins = get("CORS_ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                // django-cors-headers' rule: scheme://host[:port], nothing else.
+                match url::Url::parse(&origin) {
+                    Ok(url)
+                        if matches!(url.scheme(), "http" | "https")
+                            && url.host().is_some()
+                            && url.path() == "/"
+                            && url.query().is_none() =>
+                    {
+                        Ok(origin)
+                    }
+                    _ => Err(ConfigError::invalid(
+                        "CORS_ALLOWED_ORIGINS",
+                        &origin,
+                        "expected origins such as https://app.example.com,http://localhost:3000",
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -297,6 +426,11 @@ impl Config {
             rate_limit,
             hash_concurrency: number("GATEHOUSE_HASH_CONCURRENCY", cores, 1)?,
             database_pool_size: number("DATABASE_POOL_SIZE", 10, 1)? as u32,
+            throttles,
+            lockout,
+            limits,
+            trusted_proxies,
+            cors_allowed_origins,
         })
     }
 }
@@ -346,6 +480,51 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("invalid GATEHOUSE_BIND"));
+    }
+
+    #[test]
+    fn rates_read_as_drf_reads_them() {
+        assert_eq!(Rate::parse("30/min"), Some(Rate::new(30, 60)));
+        assert_eq!(Rate::parse("5/s"), Some(Rate::new(5, 1)));
+        assert_eq!(Rate::parse("100/hour"), Some(Rate::new(100, 3600)));
+        assert_eq!(Rate::parse("1000/day"), Some(Rate::new(1000, 86_400)));
+        for bad in ["", "30", "0/min", "x/min", "30/week", "-1/s"] {
+            assert_eq!(Rate::parse(bad), None, "{bad}");
+        }
+        assert!(config(&[("GATEHOUSE_THROTTLE_LOGIN", "lots")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid GATEHOUSE_THROTTLE_LOGIN"));
+    }
+
+    #[test]
+    fn proxies_and_origins_are_checked_at_start() {
+        let c = config(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/,http://localhost:3000",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(
+            c.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert!(config(&[("TRUSTED_PROXIES", "10.0.0.0/33")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid TRUSTED_PROXIES"));
+        assert!(
+            config(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com/path")])
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid CORS_ALLOWED_ORIGINS")
+        );
+        let defaults = config(&[]).unwrap();
+        assert!(defaults.trusted_proxies.is_empty() && defaults.cors_allowed_origins.is_empty());
     }
 
     #[test]

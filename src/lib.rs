@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod email;
 pub mod http;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -15,7 +15,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    gatehouse::telemetry::init();
+    if let Err(error) = gatehouse::telemetry::init() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {

@@ -4,14 +4,38 @@
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// Starts logging to stdout: `RUST_LOG` filters (default `info`), and
+/// `GATEHOUSE_LOG_FORMAT` picks `text` (default, `key=value` lines) or `json` (one JSON
+/// object per line, for log collectors).
+pub fn init() -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = std::env::var("GATEHOUSE_LOG_FORMAT").unwrap_or_default();
     // try_init: tests start many applications in one process; the first wins.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal())
-        .try_init();
+    match format.trim() {
+        "" | "text" => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .with_ansi(std::io::stdout().is_terminal())
+                .try_init();
+        }
+        "json" => {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .with_target(false)
+                .try_init();
+        }
+        other => {
+            return Err(format!(
+                "invalid GATEHOUSE_LOG_FORMAT {other:?}: expected text or json"
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// For tests: the same filter, written through the test harness's capture, so the log of

@@ -2,6 +2,7 @@
 //! No HTTP and no SQL here; `http/` and `store/` call into these.
 
 pub mod django_hashers;
+pub mod lockout;
 pub mod passwords;
 pub mod reset;
 pub mod tokens;

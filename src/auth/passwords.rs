@@ -9,10 +9,12 @@
 //! runs on tokio's blocking threads (STYLE.md P4).
 
 use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
+use crate::domain::password::MAX_PASSWORD_BYTES;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// OWASP Password Storage Cheat Sheet (2025): Argon2id, m=19 MiB, t=2, p=1.
@@ -26,12 +28,17 @@ pub enum HashError {
     Hashing(String),
     #[error("the hashing pool is gone")]
     PoolClosed,
+    /// Every slot stayed taken for the whole wait: the caller should answer 503.
+    #[error("every password-hashing slot is busy")]
+    Busy,
 }
 
 /// Hashes and verifies passwords; cheap to clone (one shared pool).
 #[derive(Clone)]
 pub struct PasswordHasher {
     slots: Arc<Semaphore>,
+    /// How long a request waits for a slot before giving up with `Busy`.
+    wait: Duration,
     params: Params,
     /// A real hash of a random password: unknown users are verified against it, so a
     /// login for a user who does not exist costs the same as a wrong password (API.md §4).
@@ -64,9 +71,17 @@ impl PasswordHasher {
             hash_blocking(&params, &dummy).expect("hashing a random password succeeds");
         Self {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait: Duration::from_secs(5),
             params,
             dummy_hash: dummy_hash.into(),
         }
+    }
+
+    /// Bounds how long a hash waits for a free slot (`GATEHOUSE_HASH_WAIT`): under a
+    /// flood the excess is refused quickly instead of queueing without end.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// Hashes `password` into Django's Argon2 encoding.
@@ -83,6 +98,11 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
+        if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+            // Longer than any password gatehouse sets, so it matches nothing: refused
+            // before any hashing, so a 64 KiB "password" costs no more than a short one.
+            return Ok(Verified::No);
+        }
         let dummy = self.dummy_hash.clone();
         let ours = self.params.clone();
         self.run(move || {
@@ -110,11 +130,9 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         // The permit moves into the closure: work that outlives a dropped request keeps its
         // slot until it really finishes, so the bound holds.
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
+        let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
             .await
+            .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::PoolClosed)?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {

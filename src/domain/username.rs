@@ -4,6 +4,9 @@
 use super::messages;
 use std::fmt;
 
+/// `auth_user.username` is `varchar(150)`.
+pub const MAX_USERNAME_CHARS: usize = 150;
+
 /// A username Django accepts: 1–150 letters, digits and `@ . + - _` (letters and digits
 /// in the Unicode sense, as Django's `\w` is).
 #[derive(Clone, PartialEq, Eq)]
@@ -17,8 +20,8 @@ impl Username {
         let allowed = |c: char| c.is_alphanumeric() || "@.+-_".contains(c);
         match trimmed.chars().count() {
             0 => Err(vec![messages::BLANK.to_owned()]),
-            1..=150 if trimmed.chars().all(allowed) => Ok(Self(trimmed.to_owned())),
-            1..=150 => Err(vec![messages::USERNAME_INVALID.to_owned()]),
+            1..=MAX_USERNAME_CHARS if trimmed.chars().all(allowed) => Ok(Self(trimmed.to_owned())),
+            1..=MAX_USERNAME_CHARS => Err(vec![messages::USERNAME_INVALID.to_owned()]),
             _ => Err(vec![messages::USERNAME_TOO_LONG.to_owned()]),
         }
     }

@@ -1,22 +1,28 @@
 //! The token endpoints: login, refresh (with rotation and reuse detection), verify and
 //! logout (API.md §4, §5). Sessions are rows in `gatehouse_session`; see `store/`.
 
+use super::client::ClientIp;
 use super::error::ApiError;
 use super::extract::Fields;
 use crate::auth::passwords::Verified;
 use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
+use crate::domain::username::MAX_USERNAME_CHARS;
 use crate::domain::{messages, FieldErrors, UserId};
 use crate::state::AppState;
 use crate::store::Rotation;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-/// `POST /api/login/` — SimpleJWT's `TokenObtainPairView`.
+/// `POST /api/login/` — SimpleJWT's `TokenObtainPairView`, behind the brute-force
+/// guard of `auth::lockout`: an attempt the guard holds back gets 429 with `Retry-After`
+/// before its password is looked at.
 pub async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<ClientIp>>,
     fields: Fields,
 ) -> Result<Json<TokenPair>, ApiError> {
     let mut errors = FieldErrors::new();
@@ -25,8 +31,36 @@ pub async fn login(
     let (Some(username), Some(password)) = (username, password) else {
         return Err(errors.into());
     };
+    let username = username.trim();
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        // No account has such a name; nothing to count or to hash.
+        return Err(ApiError::login_failed());
+    }
 
-    let found = state.store.credentials_by_username(username.trim()).await?;
+    // Counted as a failure before the password is checked and cleared if it was right,
+    // so parallel guesses cannot all slip past the count while the hashes run.
+    let guard = state.config.rate_limit.then(|| LoginGuard {
+        account: username.to_lowercase(),
+        client: client.map_or_else(|| "-".to_owned(), |Extension(c)| c.throttle_key()),
+        now: chrono::Utc::now().timestamp(),
+    });
+    if let Some(guard) = &guard {
+        let record = state
+            .store
+            .login_record(&guard.account, &guard.client)
+            .await?;
+        if let Some(retry_after_secs) = state.config.lockout.hold_back(&record, guard.now) {
+            tracing::info!("login held back by the brute-force guard");
+            return Err(ApiError::Throttled { retry_after_secs });
+        }
+        let window = state.config.lockout.window.as_secs() as i64;
+        state
+            .store
+            .login_failed(&guard.account, &guard.client, guard.now, window)
+            .await?;
+    }
+
+    let found = state.store.credentials_by_username(username).await?;
     // API.md §4: an unknown user is verified against a dummy hash, so both answers cost
     // the same; an inactive user's password is checked too, for the same reason.
     let stored_hash = found.as_ref().map(|c| c.password_hash.clone());
@@ -45,9 +79,24 @@ pub async fn login(
         }
         _ => return Err(ApiError::login_failed()),
     };
+    if let Some(guard) = &guard {
+        state
+            .store
+            .login_succeeded(&guard.account, &guard.client, guard.now)
+            .await?;
+    }
     let pair = start_session(&state, credentials.user.id, &random_hex_id()).await?;
     tracing::Span::current().record("user_id", credentials.user.id.0);
     Ok(Json(pair))
+}
+
+/// Whose failures a login attempt counts toward: the username as typed (lower-cased,
+/// whether or not it exists, so the guard's answers do not reveal which do) and the
+/// client's address.
+struct LoginGuard {
+    account: String,
+    client: String,
+    now: i64,
 }
 
 async fn start_session(

@@ -127,7 +127,13 @@ impl From<StoreError> for ApiError {
 
 impl From<crate::auth::passwords::HashError> for ApiError {
     fn from(error: crate::auth::passwords::HashError) -> Self {
-        Self::Internal(error.into())
+        match error {
+            crate::auth::passwords::HashError::Busy => {
+                tracing::warn!("password hashing is saturated: answering 503");
+                Self::Unavailable
+            }
+            other => Self::Internal(other.into()),
+        }
     }
 }
 

@@ -22,10 +22,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct Fields(Map<String, Value>);
 
-impl<S: Send + Sync> FromRequest<S> for Fields {
+impl FromRequest<AppState> for Fields {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -47,9 +47,15 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             return Err(ApiError::payload_too_large());
         }
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::payload_too_large())?;
+        // A client trickling its body byte by byte would hold a connection and a task
+        // for as long as it liked (slowloris); it gets `GATEHOUSE_CLIENT_TIMEOUT`.
+        let bytes = tokio::time::timeout(
+            state.config.limits.client_timeout,
+            axum::body::to_bytes(body, MAX_BODY_BYTES),
+        )
+        .await
+        .map_err(|_| ApiError::detail(StatusCode::REQUEST_TIMEOUT, messages::REQUEST_BODY_TIMEOUT))?
+        .map_err(|_| ApiError::payload_too_large())?;
         if bytes.is_empty() {
             return Ok(Fields::default());
         }

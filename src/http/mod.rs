@@ -1,43 +1,66 @@
 //! The HTTP surface: the router, its fallbacks and the middleware around it.
 //!
 //! Order, outside in: trailing-slash normalisation (it must see the request before
-//! routing), the one-line request log, panic → 500 in DRF's shape, the `ALLOWED_HOSTS`
-//! check, then the routes.
+//! routing; `app.rs`), the one-line request log (which also resolves the client's
+//! address, `client.rs`), the security headers every response carries, panic → 500 in
+//! DRF's shape, the request deadline, the header-size limit, the `ALLOWED_HOSTS` check,
+//! CORS, then the routes, some with a per-client throttle (`throttle.rs`).
 
 pub mod account;
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod reset;
+pub mod throttle;
 pub mod users;
 
 use crate::domain::messages;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use client::ClientIp;
 use error::ApiError;
 use std::net::SocketAddr;
 use std::time::Instant;
+use throttle::Scope;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 /// The API's routes, declared without their trailing slash: `app::Application` wraps the
 /// finished router in `NormalizePathLayer`, so `/api/login/` and `/api/login` are one.
 /// `extra` lets tests mount routes of their own under the same middleware.
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
-    Router::new()
-        .route("/api/register", post(account::register))
-        .route("/api/login", post(auth::login))
+    let throttled = |route: MethodRouter<AppState>, scope: Scope| {
+        route.route_layer(middleware::from_fn_with_state(
+            (state.clone(), scope),
+            throttle::throttle,
+        ))
+    };
+    let routes = Router::new()
+        .route(
+            "/api/register",
+            throttled(post(account::register), Scope::Register),
+        )
+        .route("/api/login", throttled(post(auth::login), Scope::Login))
         .route("/api/logout", post(auth::logout))
-        .route("/api/token/refresh", post(auth::token_refresh))
+        .route(
+            "/api/token/refresh",
+            throttled(post(auth::token_refresh), Scope::Refresh),
+        )
         .route("/api/token/verify", post(auth::token_verify))
         .route("/api/delete_account", delete(account::delete_account))
-        .route("/api/reset_password", post(reset::request_reset))
+        .route(
+            "/api/reset_password",
+            throttled(post(reset::request_reset), Scope::Reset),
+        )
         .route(
             "/api/reset_password/confirm",
             get(reset::confirm_page).post(reset::confirm_reset),
@@ -62,14 +85,78 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors(&state.config.cors_allowed_origins))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_header_size,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
             },
-        ))
-        .layer(middleware::from_fn(log_request))
+        ));
+    with_security_headers(routes)
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// Headers on every response. Responses carry tokens and user data, so nothing may
+/// cache them (Django's `never_cache`); browsers must not guess content types, frame
+/// the API, or send its URLs (which may hold a reset token) as a referrer. A page that
+/// needs a looser policy (the reset form) sets its own CSP, which is left alone.
+fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+}
+
+/// CORS (django-cors-headers' `CORS_ALLOWED_ORIGINS`): off unless origins are listed;
+/// then those origins may call every endpoint with a Bearer token. No cookies are
+/// involved, so credentials are not allowed.
+fn cors(origins: &[String]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static("www-authenticate"),
+        ])
+        .max_age(std::time::Duration::from_secs(86_400))
 }
 
 /// The site's base URL for links gatehouse writes (emails, pagination): `PUBLIC_URL`,
@@ -112,19 +199,64 @@ async fn check_host(State(state): State<AppState>, request: Request, next: Next)
     next.run(request).await
 }
 
+/// The request deadline (`GATEHOUSE_REQUEST_TIMEOUT`): a request that has not been
+/// answered in time (a database that stopped answering, say) gets 503 rather than
+/// hanging its client; whatever it was doing is dropped, and with it any open
+/// transaction, which rolls back.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("request deadline passed: answering 503");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}
+
+/// All headers together may be `GATEHOUSE_MAX_HEADER_BYTES` at most; past it, 431 in
+/// DRF's shape. (hyper's own, larger buffer limit in `app.rs` bounds what is read at all.)
+async fn limit_header_size(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > state.config.limits.max_header_bytes {
+        return ApiError::detail(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            messages::HEADERS_TOO_LARGE,
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// One line per request: method, path without its query (a query may carry a token),
-/// status, latency, client address, and the user id once a handler knows it.
-async fn log_request(request: Request, next: Next) -> Response {
+/// status, latency, client address, and the user id once a handler knows it. Headers and
+/// bodies are never logged: they carry passwords and tokens.
+///
+/// The client's address is resolved here (`client.rs`), once, and handed to the rest of
+/// the stack in the request's extensions.
+async fn log_request(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .map(|ConnectInfo(peer)| {
+            ClientIp::resolve(peer.ip(), request.headers(), &state.config.trusted_proxies)
+        });
+    if let Some(client) = client {
+        request.extensions_mut().insert(client);
+    }
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = request.uri().path(),
-        client = client.as_deref().unwrap_or("-"),
+        client = client.map(|c| c.0.to_string()).as_deref().unwrap_or("-"),
         user_id = tracing::field::Empty,
     );
     let response = next.run(request).instrument(span.clone()).await;

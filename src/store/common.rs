@@ -543,6 +543,78 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn login_record(
+                &self,
+                account: &str,
+                client: &str,
+            ) -> Result<LoginRecord, StoreError> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql::LOGIN_RECORD)
+                    .bind(account)
+                    .bind(client)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut record = LoginRecord::default();
+                for (row_client, count, last) in rows {
+                    let failures = Some(Failures {
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                        last,
+                    });
+                    match row_client.as_str() {
+                        "+known" => record.known_client = true,
+                        "*" => record.account = failures,
+                        _ => record.client = failures,
+                    }
+                }
+                Ok(record)
+            }
+
+            async fn login_failed(
+                &self,
+                account: &str,
+                client: &str,
+                now: i64,
+                window_secs: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::LOGIN_FAILED)
+                    .bind(account)
+                    .bind(client)
+                    .bind(now)
+                    .bind(now - window_secs)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn login_succeeded(
+                &self,
+                account: &str,
+                client: &str,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(sql::LOGIN_CLEAR_CLIENT)
+                    .bind(account)
+                    .bind(client)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::LOGIN_KNOWN_CLIENT)
+                    .bind(account)
+                    .bind(client)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
+                sqlx::query(sql::LOGIN_CLEAR_ACCOUNT)
+                    .bind(account)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn claim_due_emails(
                 &self,
                 now: i64,
@@ -804,7 +876,24 @@ macro_rules! impl_store {
                     .bind(now.timestamp())
                     .execute(&self.pool)
                     .await?;
-                Ok(sessions.rows_affected() + spent.rows_affected() + resets.rows_affected())
+                // Throttle windows and login counts last a day at most; a client not seen
+                // on an account for 90 days is new to it again.
+                let mut others = 0;
+                for (statement, before) in [
+                    (sql::PURGE_THROTTLE, now.timestamp() - 86_400),
+                    (sql::PURGE_LOGIN_FAILURES, now.timestamp() - 86_400),
+                    (sql::PURGE_KNOWN_CLIENTS, now.timestamp() - 90 * 86_400),
+                ] {
+                    others += sqlx::query(statement)
+                        .bind(before)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                }
+                Ok(sessions.rows_affected()
+                    + spent.rows_affected()
+                    + resets.rows_affected()
+                    + others)
             }
         }
     };

@@ -21,8 +21,8 @@ macro_rules! migrations {
     };
 }
 
-pub const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_auth_user", 2 "0002_sessions", 3 "0003_user_admin", 4 "0004_password_reset");
-pub const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_auth_user", 2 "0002_sessions", 3 "0003_user_admin", 4 "0004_password_reset");
+pub const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_auth_user", 2 "0002_sessions", 3 "0003_user_admin", 4 "0004_password_reset", 5 "0005_login_guard");
+pub const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_auth_user", 2 "0002_sessions", 3 "0003_user_admin", 4 "0004_password_reset", 5 "0005_login_guard");
 
 pub const RECORD: &str =
     "INSERT INTO gatehouse_migration (version, name, applied_at) VALUES ($1, $2, $3)";

@@ -11,6 +11,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+pub use crate::auth::lockout::LoginRecord;
 pub use crate::auth::SessionId;
 use crate::domain::{EmailAddress, User, UserId, Username};
 use async_trait::async_trait;
@@ -373,6 +374,28 @@ pub trait Store: Send + Sync {
         window_secs: i64,
         now: i64,
     ) -> Result<(i64, i64), StoreError>;
+
+    /// What the database holds about logins to `account` from `client` (issue #5).
+    async fn login_record(&self, account: &str, client: &str) -> Result<LoginRecord, StoreError>;
+    /// Counts a failed login to `account` from `client` and from every client; counts
+    /// whose latest failure is older than `window_secs` start again.
+    async fn login_failed(
+        &self,
+        account: &str,
+        client: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError>;
+    /// A successful login: clears the account's counts (this client's and the
+    /// account-wide one) and remembers `client` as known to `account`.
+    async fn login_succeeded(
+        &self,
+        account: &str,
+        client: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// A password reset: clears every count of `account`.
+    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError>;
 
     /// Claims up to `limit` due messages for `lease_secs` (no other worker takes them
     /// meanwhile).

@@ -192,8 +192,13 @@ async fn the_password_is_compared_exactly_including_case() {
 async fn an_unknown_user_takes_as_long_to_refuse_as_a_wrong_password() {
     // API.md §4: the same time whether or not the user exists (no user enumeration by
     // timing). A loose bound, so that a busy machine cannot make it flaky: without a
-    // dummy hash an unknown user answers in well under a tenth of an Argon2 run.
-    let app = spawn_app().await;
+    // dummy hash an unknown user answers in well under a tenth of an Argon2 run. The
+    // brute-force guard would hold the repeated failures back (fast 429s): raised here.
+    let app = spawn_app_with(&[
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "100"),
+        ("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", "100"),
+    ])
+    .await;
     app.register_ok("chandler").await;
 
     let mut unknown = Vec::new();

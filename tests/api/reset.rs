@@ -116,7 +116,7 @@ fn decode_quoted_printable(text: &str) -> String {
 }
 
 /// Every message the file backend has written so far, oldest first.
-fn mails_in(dir: &Path) -> Vec<Mail> {
+pub fn mails_in(dir: &Path) -> Vec<Mail> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

@@ -171,7 +171,8 @@ async fn migrating_twice_changes_nothing_and_the_ledger_is_ours() {
             "0001_auth_user",
             "0002_sessions",
             "0003_user_admin",
-            "0004_password_reset"
+            "0004_password_reset",
+            "0005_login_guard"
         ]
     );
 }

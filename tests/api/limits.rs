@@ -1,0 +1,219 @@
+//! Issue #5: what one request may cost. Header size, slow clients (headers and body), the
+//! request deadline, the password cap and the bounded wait for a hashing slot.
+
+use crate::helpers::*;
+use axum::routing::get;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn host_port(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection or `limit` passes; returns what came.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let outcome = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    outcome
+        .ok()
+        .map(|_| String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test]
+async fn headers_over_the_limit_get_431_in_drfs_shape() {
+    let app = spawn_app_with(&[("GATEHOUSE_MAX_HEADER_BYTES", "4096")]).await;
+    let reply = Reply::read(
+        app.client
+            .get(app.url("/api/health/"))
+            .header("X-Padding", "a".repeat(5000))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(
+        reply.body,
+        json!({"detail": "Request header fields too large."})
+    );
+
+    // Far past the limit hyper stops reading altogether: still a 4xx, never a 5xx.
+    let huge = app
+        .client
+        .get(app.url("/api/health/"))
+        .header("X-Padding", "a".repeat(200_000))
+        .send()
+        .await;
+    if let Ok(response) = huge {
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+
+    let ok = app
+        .client
+        .get(app.url("/api/health/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();
+    stream
+        .write_all(b"GET /api/health/ HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    // A slowloris client: one more header line every 200 ms, never the blank line.
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        if let Some(_answer) = read_until_closed(&mut stream, Duration::from_millis(200)).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the connection was still open after 20 s");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();
+    // Nothing is sent: the server must not keep the connection forever.
+    let answer = read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert!(answer.is_some(), "the connection was still open after 20 s");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();
+    stream
+        .write_all(b"GET /api/health/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer comes, then the connection stays idle: it must be closed by the server.
+    let answer = read_until_closed(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("the idle connection was still open after 20 s");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_408() {
+    let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"username\": ",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("an answer within 20 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"detail":"The request body took too long to arrive."}"#),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_503_in_the_contracts_shape() {
+    let slow = axum::Router::new().route(
+        "/test/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "too late"
+        }),
+    );
+    let app = spawn_app_full(&[("GATEHOUSE_REQUEST_TIMEOUT", "1s")], slow).await;
+    let reply = Reply::read(
+        app.client
+            .get(app.url("/test/slow"))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("an answer before the client gives up"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply.body,
+        json!({"detail": "Service temporarily unavailable, try again later."})
+    );
+    assert!(reply.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_password_over_the_cap_is_a_failed_login_and_a_refused_new_password() {
+    let app = spawn_app().await;
+    app.register_ok("ursula").await;
+    let huge = format!("{STRONG_PASSWORD}{}", "x".repeat(5000));
+
+    let login = app.login("ursula", &huge).await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{}", login.body);
+    assert_eq!(
+        login.body,
+        json!({"detail": "No active account found with the given credentials"})
+    );
+
+    let register = app.register("frank", "frank@example.com", &huge).await;
+    assert_eq!(register.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        register.body,
+        json!({"password": ["Ensure this field has no more than 4096 bytes."]})
+    );
+}
+
+#[tokio::test]
+async fn past_its_wait_for_a_hashing_slot_a_request_gets_503_with_retry_after() {
+    let app = spawn_app_with(&[
+        ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+        ("GATEHOUSE_HASH_WAIT", "1ms"),
+        ("GATEHOUSE_RATE_LIMIT", "off"),
+    ])
+    .await;
+    app.register_ok("mike").await;
+    let logins = (0..16).map(|_| app.login("mike", STRONG_PASSWORD));
+    let replies = futures::future::join_all(logins).await;
+
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(ok + busy.len(), replies.len(), "{replies:?}");
+    assert!(ok >= 1, "{replies:?}");
+    assert!(!busy.is_empty(), "16 logins never found the one slot taken");
+    for reply in busy {
+        assert_eq!(
+            reply.body,
+            json!({"detail": "Service temporarily unavailable, try again later."})
+        );
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+}

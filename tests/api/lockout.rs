@@ -1,0 +1,183 @@
+//! Issue #5: brute-force protection per account. Failed logins are counted per
+//! (account, client) and per account, in the database; past a threshold the account's
+//! logins are held back (429) with growing delays; a success or a reset clears them; the
+//! owner's own client is never kept out by an attack from elsewhere.
+//!
+//! Every app here trusts 127.0.0.1 as a proxy, so each request can come "from" the client
+//! named in its X-Forwarded-For.
+
+use crate::helpers::*;
+use crate::reset::{confirm, reset_done, reset_mail};
+use crate::throttle::{assert_throttled, post_from};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const ATTACKER: &str = "203.0.113.66";
+const HOME: &str = "198.51.100.10";
+
+async fn guarded_app(extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        // The per-address throttle is not what these tests are about.
+        ("GATEHOUSE_THROTTLE_LOGIN", "10000/min"),
+    ];
+    overrides.extend_from_slice(extra);
+    spawn_app_with(&overrides).await
+}
+
+async fn login_from(app: &TestApp, username: &str, password: &str, client: &str) -> Reply {
+    post_from(
+        app,
+        "/api/login/",
+        json!({"username": username, "password": password}),
+        client,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn past_five_failures_a_client_is_held_back_from_that_account_even_with_the_right_password() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("monica").await;
+    for attempt in 1..=5 {
+        let reply = login_from(&app, "monica", "wrong-guess", ATTACKER).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+
+    let held = login_from(&app, "monica", STRONG_PASSWORD, ATTACKER).await;
+    assert_throttled(&held, 900);
+
+    // The same client may still log in to other accounts, and the owner from another
+    // client is not affected.
+    app.register_ok("rachel").await;
+    let other_account = login_from(&app, "rachel", STRONG_PASSWORD, ATTACKER).await;
+    assert_eq!(other_account.status, StatusCode::OK);
+    let owner = login_from(&app, "monica", STRONG_PASSWORD, HOME).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+}
+
+#[tokio::test]
+async fn usernames_that_do_not_exist_are_held_back_alike() {
+    // Otherwise the 429 itself would tell an attacker which usernames exist.
+    let app = guarded_app(&[]).await;
+    for _ in 1..=5 {
+        let reply = login_from(&app, "no-such-user", "guess", ATTACKER).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        &login_from(&app, "no-such-user", "guess", ATTACKER).await,
+        900,
+    );
+    // Counted case-insensitively, as usernames are matched.
+    assert_throttled(
+        &login_from(&app, "No-Such-User", "guess", ATTACKER).await,
+        900,
+    );
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_count() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("phoebe").await;
+    for _ in 1..=4 {
+        login_from(&app, "phoebe", "typo", HOME).await;
+    }
+    let ok = login_from(&app, "phoebe", STRONG_PASSWORD, HOME).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // Four more mistakes are four more 401s, not a hold: the count started again.
+    for attempt in 1..=4 {
+        let reply = login_from(&app, "phoebe", "typo", HOME).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let ok = login_from(&app, "phoebe", STRONG_PASSWORD, HOME).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn a_password_reset_clears_the_hold() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("gunther").await;
+    for _ in 1..=5 {
+        login_from(&app, "gunther", "wrong", HOME).await;
+    }
+    assert_throttled(
+        &login_from(&app, "gunther", STRONG_PASSWORD, HOME).await,
+        900,
+    );
+
+    let mail = reset_mail(&app, "gunther").await;
+    let new_password = "a-fresh-Start-42";
+    let reply = confirm(&app, &mail.uid(), &mail.token(), new_password).await;
+    assert_eq!(reply.body, reset_done());
+
+    let reply = login_from(&app, "gunther", new_password, HOME).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_counts_are_shared_by_instances_on_one_database() {
+    let first = guarded_app(&[]).await;
+    let second = guarded_app(&[("DATABASE_URL", &first.database_url)]).await;
+    first.register_ok("janice").await;
+    for n in 1..=5 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let reply = login_from(app, "janice", "oh-my-god", ATTACKER).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        &login_from(&first, "janice", STRONG_PASSWORD, ATTACKER).await,
+        900,
+    );
+    assert_throttled(
+        &login_from(&second, "janice", STRONG_PASSWORD, ATTACKER).await,
+        900,
+    );
+}
+
+/// The issue's scenario: a sustained guessing run against one account from several
+/// addresses. The attacker's guesses that are actually checked dry up, while the owner,
+/// from the address they always log in from, still gets in.
+#[tokio::test]
+async fn a_sustained_guessing_run_from_many_addresses_slows_the_attacker_but_not_the_owner() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("chandler").await;
+    // The owner has logged in from home before: that client is known to the account.
+    assert_eq!(
+        login_from(&app, "chandler", STRONG_PASSWORD, HOME)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let attackers: Vec<String> = (1..=12).map(|n| format!("203.0.113.{n}")).collect();
+    let mut outcomes = Vec::new();
+    for attempt in 0..300 {
+        let client = &attackers[attempt % attackers.len()];
+        let reply = login_from(&app, "chandler", &format!("guess-{attempt}"), client).await;
+        match reply.status {
+            StatusCode::UNAUTHORIZED => outcomes.push(true),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_throttled(&reply, 900);
+                outcomes.push(false)
+            }
+            other => panic!("attempt {attempt}: {other} {}", reply.body),
+        }
+    }
+    let checked = |range: std::ops::Range<usize>| outcomes[range].iter().filter(|c| **c).count();
+    // The first twenty guesses (the account-wide threshold) are all checked...
+    assert_eq!(checked(0..20), 20, "{outcomes:?}");
+    // ...then each further check costs the attacker a doubling wait: of the last 200
+    // guesses hardly any are even looked at.
+    let late = checked(100..300);
+    assert!(late <= 3, "{late} late guesses were checked: {outcomes:?}");
+
+    // From an address new to the account, even the owner waits like everyone else (the
+    // README says so; a password reset lifts it)...
+    assert_throttled(
+        &login_from(&app, "chandler", STRONG_PASSWORD, "192.0.2.200").await,
+        900,
+    );
+    // ...but from home, the owner logs in at once.
+    let owner = login_from(&app, "chandler", STRONG_PASSWORD, HOME).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+}
