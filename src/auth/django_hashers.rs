@@ -24,6 +24,26 @@ const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 const MAX_SCRYPT_N_TIMES_R: u64 = 1 << 21;
 const MAX_SCRYPT_P: u32 = 16;
 
+/// Argon2 memory in KiB: 256 MiB, 2.5× Django's default (m=102400), as for scrypt.
+const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+/// Argon2 passes and lanes: Django's defaults are t=2, p=8.
+const MAX_ARGON2_ITERATIONS: u32 = 16;
+const MAX_ARGON2_PARALLELISM: u32 = 16;
+
+/// Whether an Argon2 hash's costs are within the bounds above. Unbounded, a row with
+/// m=4294967295 would make one login ask for 4 TiB, and the allocation failure aborts
+/// the whole process.
+fn argon2_bounded(hash: &PasswordHash<'_>) -> bool {
+    let within = |name: &str, max: u32| {
+        hash.params
+            .get_decimal(name)
+            .is_some_and(|value| (1..=max).contains(&value))
+    };
+    within("m", MAX_ARGON2_MEMORY_KIB)
+        && within("t", MAX_ARGON2_ITERATIONS)
+        && within("p", MAX_ARGON2_PARALLELISM)
+}
+
 /// A stored hash gatehouse can verify.
 pub enum DjangoHash<'a> {
     Argon2(PasswordHash<'a>),
@@ -59,7 +79,7 @@ impl<'a> DjangoHash<'a> {
         match algorithm {
             ARGON2_PREFIX => PasswordHash::new(&encoded[ARGON2_PREFIX.len()..])
                 .ok()
-                .filter(|h| h.algorithm.as_str().starts_with("argon2"))
+                .filter(|h| h.algorithm.as_str().starts_with("argon2") && argon2_bounded(h))
                 .map(DjangoHash::Argon2),
             "pbkdf2_sha256" | "pbkdf2_sha1" => {
                 let mut parts = rest.splitn(3, '$');
@@ -206,6 +226,10 @@ mod tests {
             "scrypt$1000$salt$8$1$aGFzaA==",
             "bcrypt_sha256$nope",
             "argon2$garbage",
+            "argon2$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "argon2$argon2id$v=19$m=19456,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "argon2$argon2id$v=19$m=19456,t=2,p=255$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "argon2$argon2id$v=19$t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         ] {
             assert!(DjangoHash::parse(encoded).is_none(), "{encoded}");
         }

@@ -10,7 +10,8 @@
 
 use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
 use crate::domain::password::MAX_PASSWORD_BYTES;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use tokio::sync::Semaphore;
 pub const OWASP_MEMORY_KIB: u32 = 19 * 1024;
 pub const OWASP_ITERATIONS: u32 = 2;
 pub const OWASP_PARALLELISM: u32 = 1;
+/// Django's salts are 22 characters; see `hash_blocking`.
+const DJANGO_SALT_BYTES: usize = 22;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -146,7 +149,12 @@ impl PasswordHasher {
 
 fn hash_blocking(params: &Params, password: &SecretString) -> Result<String, HashError> {
     use argon2::PasswordHasher as _;
-    let salt = SaltString::generate(&mut OsRng);
+    // 22 random bytes rather than the crate's 16: Django judges a stored salt by its
+    // length at 5.95 bits a character (`must_update_salt`) and re-hashes anything under
+    // 128 bits by that count, so a 16-byte salt would be replaced on every Django login.
+    let mut bytes = [0u8; DJANGO_SALT_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    let salt = SaltString::encode_b64(&bytes).map_err(|e| HashError::Hashing(e.to_string()))?;
     let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map_err(|e| HashError::Hashing(e.to_string()))?;

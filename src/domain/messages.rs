@@ -35,6 +35,8 @@ pub const INVALID_PAGE: &str = "Invalid page.";
 pub const LAST_SUPERUSER_DEMOTED: &str = "The last active superuser cannot be demoted.";
 pub const LAST_SUPERUSER_DEACTIVATED: &str = "The last active superuser cannot be deactivated.";
 pub const LAST_SUPERUSER_DELETED: &str = "The last active superuser cannot be deleted.";
+pub const USER_REFERENCED: &str =
+    "This user cannot be deleted because other records refer to it. Deactivate the user instead.";
 
 pub const NOT_FOUND: &str = "Not found.";
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";

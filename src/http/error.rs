@@ -121,6 +121,12 @@ impl From<StoreError> for ApiError {
                 Self::Unavailable
             }
             StoreError::Other(cause) => Self::Internal(cause.into()),
+            // API.md §9: another app's rows refer to the user (the store logged which).
+            StoreError::Referenced(_) => {
+                Self::detail(StatusCode::CONFLICT, messages::USER_REFERENCED)
+            }
+            // Raised only by migrations, at start-up: never on a request.
+            error @ StoreError::CaseConflicts(_) => Self::Internal(error.into()),
         }
     }
 }

@@ -14,6 +14,9 @@
 //! - `fn search_condition(first, term)`: the SQL and values matching a `?search=` term;
 //! - `async fn case_variant_of(conn, username, except)`: another user whose username
 //!   differs only in case the unique index cannot see;
+//! - `async fn case_conflicts(conn)` and `const REFERENCING_COLUMNS`: its half of
+//!   `django.rs` (users of a Django database breaking the case rule; foreign keys of other
+//!   tables to `auth_user`);
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
 //!   migrations and superuser changes across instances).
@@ -72,6 +75,22 @@ macro_rules! impl_store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 self.lock(&mut tx, MIGRATIONS_LOCK).await?;
+                // API.md §9: on a Django database (auth_user there, our ledger not yet),
+                // users that break the case rule stop everything before the first
+                // statement, so the refusal changes nothing at all.
+                let table_exists = |name: &'static str| {
+                    sqlx::query_scalar::<_, i64>(TABLE_EXISTS).bind(name)
+                };
+                let first_run = table_exists("gatehouse_migration")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    == 0;
+                if first_run && table_exists("auth_user").fetch_one(&mut *tx).await? > 0 {
+                    let found = case_conflicts(&mut tx).await?;
+                    if !found.is_empty() {
+                        return Err(StoreError::CaseConflicts(found));
+                    }
+                }
                 tx.execute(migrate::LEDGER_DDL).await?;
                 let applied: Vec<i64> =
                     sqlx::query_scalar("SELECT version FROM gatehouse_migration")
@@ -329,6 +348,29 @@ macro_rules! impl_store {
                     if exists > 0 {
                         sqlx::query(statement).bind(id.0).execute(&mut *tx).await?;
                     }
+                }
+                // Rows of other apps that still point at the user: Django would apply each
+                // model's on_delete in Python, which the database cannot tell us, so
+                // refuse rather than guess (README, "Moving from Django").
+                let columns: Vec<(String, String, String)> =
+                    sqlx::query_as(REFERENCING_COLUMNS).fetch_all(&mut *tx).await?;
+                let mut referring = Vec::new();
+                for (shown, table, column) in columns {
+                    let found: i64 = sqlx::query_scalar(&super::django::references_user(&table, &column))
+                        .bind(id.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if found > 0 && !referring.contains(&shown) {
+                        referring.push(shown);
+                    }
+                }
+                if !referring.is_empty() {
+                    tracing::warn!(
+                        user_id = id.0,
+                        tables = %referring.join(", "),
+                        "refused to delete a user other tables refer to; deactivate it instead"
+                    );
+                    return Err(StoreError::Referenced(referring));
                 }
                 sqlx::query(sql::DELETE_USER)
                     .bind(id.0)

@@ -6,6 +6,7 @@
 //! per change with the same number and intent in both folders.
 
 mod common;
+mod django;
 mod migrate;
 mod postgres;
 mod sql;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+pub use django::{CaseConflicts, ConflictGroup};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -38,6 +40,14 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
+    /// API.md §9: a Django database's users break the case-insensitive uniqueness rule;
+    /// found before the first migration, which was therefore not run.
+    #[error("{0}")]
+    CaseConflicts(CaseConflicts),
+    /// A deletion was refused: rows of these other tables (a Django app's) refer to the
+    /// user through a foreign key the database does not cascade.
+    #[error("rows of {} refer to the user", .0.join(", "))]
+    Referenced(Vec<String>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -320,7 +330,10 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Guarded<User>, StoreError>;
     /// Deletes the user and everything of gatehouse's that belongs to it, unless it is the
-    /// last active superuser.
+    /// last active superuser. Rows of Django's own apps that refer to the user are removed
+    /// (or unlinked) as Django would; rows of any other table that still refer to it
+    /// through a foreign key refuse the deletion with `StoreError::Referenced`, and
+    /// nothing is changed.
     async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError>;
     /// The number of users the query matches, and its page of them.
     async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError>;

@@ -96,6 +96,8 @@ async fn case_variant_of(
     Ok(None)
 }
 
+use super::django::postgres_case_conflicts as case_conflicts;
+const REFERENCING_COLUMNS: &str = super::django::POSTGRES_REFERENCING_COLUMNS;
 const MIGRATIONS: &[migrate::Migration] = migrate::POSTGRES;
 const DEFERRED_JOIN: bool = true;
 const TABLE_EXISTS: &str =

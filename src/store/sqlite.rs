@@ -130,7 +130,7 @@ fn search_condition(first: usize, term: &str) -> (String, Vec<String>) {
 
 /// Case folding one character at a time, as PostgreSQL's `lower()` does (no special
 /// final sigma), so both databases agree on which usernames collide.
-fn fold(text: &str) -> String {
+pub(super) fn fold(text: &str) -> String {
     text.chars().flat_map(char::to_lowercase).collect()
 }
 
@@ -178,6 +178,8 @@ async fn case_variant_of(
         .map(|(id, _)| id))
 }
 
+use super::django::sqlite_case_conflicts as case_conflicts;
+const REFERENCING_COLUMNS: &str = super::django::SQLITE_REFERENCING_COLUMNS;
 const MIGRATIONS: &[migrate::Migration] = migrate::SQLITE;
 const DEFERRED_JOIN: bool = false;
 const TABLE_EXISTS: &str = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1";

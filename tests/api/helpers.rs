@@ -321,3 +321,34 @@ impl TestApp {
         }
     }
 }
+
+// ---- An app on a database made elsewhere (tests/api/django.rs) ----
+
+/// Spawns an app with the test defaults on an existing database, e.g. one a Django
+/// project migrated. `dir` (which may hold that database's file) lives as long as the
+/// app's `TestApp`; the app's mail goes to `dir/mail`. Panics if the app does not start:
+/// tests of refused start-ups run the binary instead.
+pub async fn spawn_app_on(database_url: &str, dir: TempDir) -> TestApp {
+    gatehouse::telemetry::init_for_tests();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("SECRET_KEY", SECRET_KEY.to_owned()),
+        ("GATEHOUSE_BIND", "127.0.0.1:0".to_owned()),
+        ("EMAIL_BACKEND", "file".to_owned()),
+        (
+            "EMAIL_FILE_PATH",
+            dir.path().join("mail").display().to_string(),
+        ),
+        ("DATABASE_POOL_SIZE", "5".to_owned()),
+    ]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
+    let app = Application::build(config).await.expect("app starts");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url: database_url.to_owned(),
+        dir,
+    }
+}
