@@ -183,6 +183,8 @@ pub struct RequestLimits {
     /// How long a request waits for a free password-hashing slot before 503
     /// (`GATEHOUSE_HASH_WAIT`).
     pub hash_wait: Duration,
+    /// Open connections at most (`GATEHOUSE_MAX_CONNECTIONS`); more wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +361,7 @@ impl Config {
             client_timeout: duration("GATEHOUSE_CLIENT_TIMEOUT", "10s")?,
             max_header_bytes: number("GATEHOUSE_MAX_HEADER_BYTES", 16 * 1024, 1024)?,
             hash_wait: duration("GATEHOUSE_HASH_WAIT", "5s")?,
+            max_connections: number("GATEHOUSE_MAX_CONNECTIONS", 1024, 1)?,
         };
         let trusted_proxies = get("TRUSTED_PROXIES")
             .unwrap_or_default()

@@ -4,7 +4,8 @@
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Starts logging to stdout: `RUST_LOG` filters (default `info`), and
+/// Starts logging to stderr (stdout is where the console email backend prints
+/// messages, reset links included: kept apart from the log): `RUST_LOG` filters (default `info`), and
 /// `GATEHOUSE_LOG_FORMAT` picks `text` (default, `key=value` lines) or `json` (one JSON
 /// object per line, for log collectors).
 pub fn init() -> Result<(), String> {
@@ -16,7 +17,8 @@ pub fn init() -> Result<(), String> {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_target(false)
-                .with_ansi(std::io::stdout().is_terminal())
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
                 .try_init();
         }
         "json" => {
@@ -27,6 +29,7 @@ pub fn init() -> Result<(), String> {
                 .with_span_list(false)
                 .with_env_filter(filter)
                 .with_target(false)
+                .with_writer(std::io::stderr)
                 .try_init();
         }
         other => {

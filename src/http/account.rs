@@ -199,5 +199,10 @@ pub async fn change_password(
         .store
         .set_password(auth.user.id, &hash, auth.claims.sid.as_deref(), now)
         .await?;
+    // Clients that knew the old password are not known to the account any more.
+    state
+        .store
+        .forget_login_history(&crate::auth::lockout::user_key(auth.user.id))
+        .await?;
     Ok(Json(json!({"message": messages::PASSWORD_CHANGED})))
 }

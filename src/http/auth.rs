@@ -4,6 +4,7 @@
 use super::client::ClientIp;
 use super::error::ApiError;
 use super::extract::Fields;
+use crate::auth::lockout;
 use crate::auth::passwords::Verified;
 use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
 use crate::domain::username::MAX_USERNAME_CHARS;
@@ -37,37 +38,51 @@ pub async fn login(
         return Err(ApiError::login_failed());
     }
 
-    // Counted as a failure before the password is checked and cleared if it was right,
-    // so parallel guesses cannot all slip past the count while the hashes run.
+    let found = state.store.credentials_by_username(username).await?;
     let guard = state.config.rate_limit.then(|| LoginGuard {
-        account: username.to_lowercase(),
+        account: lockout::account_key(found.as_ref().map(|c| c.user.id), username),
         client: client.map_or_else(|| "-".to_owned(), |Extension(c)| c.throttle_key()),
         now: chrono::Utc::now().timestamp(),
     });
     if let Some(guard) = &guard {
-        let record = state
+        // Checked and counted as a failure in one go, before the password is looked at;
+        // cleared below if it was right (see `Store::begin_login_attempt`).
+        let held = state
             .store
-            .login_record(&guard.account, &guard.client)
+            .begin_login_attempt(
+                &guard.account,
+                &guard.client,
+                &state.config.lockout,
+                guard.now,
+            )
             .await?;
-        if let Some(retry_after_secs) = state.config.lockout.hold_back(&record, guard.now) {
+        if let Some(retry_after_secs) = held {
             tracing::info!("login held back by the brute-force guard");
             return Err(ApiError::Throttled { retry_after_secs });
         }
-        let window = state.config.lockout.window.as_secs() as i64;
-        state
-            .store
-            .login_failed(&guard.account, &guard.client, guard.now, window)
-            .await?;
     }
 
-    let found = state.store.credentials_by_username(username).await?;
     // API.md §4: an unknown user is verified against a dummy hash, so both answers cost
     // the same; an inactive user's password is checked too, for the same reason.
     let stored_hash = found.as_ref().map(|c| c.password_hash.clone());
-    let verdict = state
+    let verdict = match state
         .hasher
         .verify(SecretString::from(password.clone()), stored_hash)
-        .await?;
+        .await
+    {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            // Not a guess: the password was never checked (the hash pool was busy). An
+            // attacker flooding the pool must not run up the owner's count this way.
+            if let Some(guard) = &guard {
+                state
+                    .store
+                    .undo_login_attempt(&guard.account, &guard.client)
+                    .await?;
+            }
+            return Err(error.into());
+        }
+    };
     let credentials = match (found, verdict) {
         (Some(credentials), Verified::Yes { outdated }) if credentials.user.is_active => {
             if outdated {
@@ -90,9 +105,8 @@ pub async fn login(
     Ok(Json(pair))
 }
 
-/// Whose failures a login attempt counts toward: the username as typed (lower-cased,
-/// whether or not it exists, so the guard's answers do not reveal which do) and the
-/// client's address.
+/// Whose failures a login attempt counts toward: the account (`lockout::account_key`)
+/// and the client's address.
 struct LoginGuard {
     account: String,
     client: String,

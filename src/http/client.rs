@@ -24,16 +24,19 @@ impl ClientIp {
             return Self(peer);
         }
         // Several X-Forwarded-For headers are one list, in order (RFC 9110 §5.3).
-        let hops: Vec<&str> = headers
+        // Split the raw bytes, not a decoded string: one entry a client filled with
+        // non-ASCII bytes must not discard the entries a proxy appended after it.
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            match parse_hop(hop) {
+            match std::str::from_utf8(hop)
+                .ok()
+                .and_then(|h| parse_hop(h.trim()))
+            {
                 // Written by a proxy we trust: believe it, and go on while it is a proxy.
                 Some(address) => {
                     client = address;
@@ -136,6 +139,19 @@ mod tests {
         assert_eq!(resolve("127.0.0.1", &["10.0.0.5"], trusted), "10.0.0.5");
         // No header: the proxy itself.
         assert_eq!(resolve("127.0.0.1", &[], trusted), "127.0.0.1");
+        // A client's non-ASCII junk in front does not hide the proxy's entry.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7").unwrap(),
+        );
+        let trusted_nets: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        assert_eq!(
+            ClientIp::resolve("127.0.0.1".parse().unwrap(), &headers, &trusted_nets)
+                .0
+                .to_string(),
+            "198.51.100.7"
+        );
         // Garbage written by a trusted hop: stop at that hop.
         assert_eq!(
             resolve("127.0.0.1", &["198.51.100.7, nonsense"], trusted),

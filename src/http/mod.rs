@@ -84,8 +84,12 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route("/api/health", get(health::health))
         .merge(extra)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(cors(&state.config.cors_allowed_origins))
+        .method_not_allowed_fallback(method_not_allowed);
+    let routes = match cors(&state.config.cors_allowed_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    let routes = routes
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -133,15 +137,16 @@ fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
 /// CORS (django-cors-headers' `CORS_ALLOWED_ORIGINS`): off unless origins are listed;
 /// then those origins may call every endpoint with a Bearer token. No cookies are
 /// involved, so credentials are not allowed.
-fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
-        return CorsLayer::new();
+        // No layer at all: an OPTIONS request then gets the contract's 405 or 404.
+        return None;
     }
     let origins: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin).ok())
         .collect();
-    CorsLayer::new()
+    let layer = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([
             Method::GET,
@@ -156,7 +161,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::RETRY_AFTER,
             HeaderName::from_static("www-authenticate"),
         ])
-        .max_age(std::time::Duration::from_secs(86_400))
+        .max_age(std::time::Duration::from_secs(86_400));
+    Some(layer)
 }
 
 /// The site's base URL for links gatehouse writes (emails, pagination): `PUBLIC_URL`,

@@ -7,6 +7,7 @@
 
 use super::error::ApiError;
 use super::extract::Fields;
+use crate::auth::lockout;
 use crate::auth::reset::{decode_uid, password_fingerprint, TokenDigest};
 use crate::domain::password::UserAttributes;
 use crate::domain::{messages, EmailAddress, FieldErrors};
@@ -92,10 +93,11 @@ async fn confirm(state: &AppState, fields: &Fields) -> Result<(), ApiError> {
     {
         return Err(invalid_token());
     }
-    // A reset proves the owner: whatever an attacker's guessing built up is cleared.
+    // A reset proves the owner: whatever an attacker's guessing built up is cleared, and
+    // no client that knew the old password stays trusted.
     state
         .store
-        .clear_login_failures(&user.username.to_lowercase())
+        .forget_login_history(&lockout::user_key(id))
         .await?;
     tracing::Span::current().record("user_id", id.0);
     Ok(())

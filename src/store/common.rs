@@ -585,43 +585,64 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn login_record(
+            async fn begin_login_attempt(
                 &self,
                 account: &str,
                 client: &str,
-            ) -> Result<LoginRecord, StoreError> {
-                let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql::LOGIN_RECORD)
+                policy: &LockoutPolicy,
+                now: i64,
+            ) -> Result<Option<u64>, StoreError> {
+                let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, login_lock_key(account)).await?;
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql::LOGIN_FAILURES)
                     .bind(account)
                     .bind(client)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await?;
-                let mut record = LoginRecord::default();
+                let known: i64 = sqlx::query_scalar(sql::KNOWN_CLIENT)
+                    .bind(account)
+                    .bind(client)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let mut record = LoginRecord {
+                    known_client: known > 0,
+                    ..LoginRecord::default()
+                };
                 for (row_client, count, last) in rows {
                     let failures = Some(Failures {
                         count: u32::try_from(count).unwrap_or(u32::MAX),
                         last,
                     });
-                    match row_client.as_str() {
-                        "+known" => record.known_client = true,
-                        "*" => record.account = failures,
-                        _ => record.client = failures,
+                    if row_client == "*" {
+                        record.account = failures;
+                    } else {
+                        record.client = failures;
                     }
                 }
-                Ok(record)
+                if let Some(wait) = policy.hold_back(&record, now) {
+                    tx.rollback().await?;
+                    return Ok(Some(wait));
+                }
+                sqlx::query(sql::LOGIN_COUNT)
+                    .bind(account)
+                    .bind(client)
+                    .bind(i64::from(policy.counted(record.client, policy.per_client, now)))
+                    .bind(i64::from(policy.counted(record.account, policy.per_account, now)))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(None)
             }
 
-            async fn login_failed(
+            async fn undo_login_attempt(
                 &self,
                 account: &str,
                 client: &str,
-                now: i64,
-                window_secs: i64,
             ) -> Result<(), StoreError> {
-                sqlx::query(sql::LOGIN_FAILED)
+                sqlx::query(sql::LOGIN_UNCOUNT)
                     .bind(account)
                     .bind(client)
-                    .bind(now)
-                    .bind(now - window_secs)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -634,11 +655,15 @@ macro_rules! impl_store {
                 now: i64,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(sql::LOGIN_CLEAR_CLIENT)
-                    .bind(account)
-                    .bind(client)
-                    .execute(&mut *tx)
-                    .await?;
+                // The attempt was counted up front: take it back from the account-wide
+                // count, and clear this client's.
+                for statement in [sql::LOGIN_UNCOUNT, sql::LOGIN_CLEAR_CLIENT] {
+                    sqlx::query(statement)
+                        .bind(account)
+                        .bind(client)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query(sql::LOGIN_KNOWN_CLIENT)
                     .bind(account)
                     .bind(client)
@@ -649,11 +674,15 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError> {
-                sqlx::query(sql::LOGIN_CLEAR_ACCOUNT)
-                    .bind(account)
-                    .execute(&self.pool)
-                    .await?;
+            async fn forget_login_history(&self, account: &str) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                for statement in [sql::LOGIN_CLEAR_ACCOUNT, sql::LOGIN_FORGET_CLIENTS] {
+                    sqlx::query(statement)
+                        .bind(account)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

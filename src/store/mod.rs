@@ -12,7 +12,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-pub use crate::auth::lockout::LoginRecord;
+pub use crate::auth::lockout::{LockoutPolicy, LoginRecord};
 pub use crate::auth::SessionId;
 use crate::domain::{EmailAddress, User, UserId, Username};
 use async_trait::async_trait;
@@ -183,6 +183,17 @@ pub struct OutboxEmail {
 /// on SQLite every write transaction already excludes the others).
 const MIGRATIONS_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"
 const SUPERUSERS_LOCK: i64 = MIGRATIONS_LOCK + 1;
+
+/// The lock that serialises login attempts on one account: 63 bits of a digest of its
+/// key, so accounts do not wait for each other (and cannot meet the two keys above but by
+/// a 1-in-2^62 chance).
+fn login_lock_key(account: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("login:{account}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes) & i64::MAX
+}
 
 /// A column `GET /api/users/` may be ordered by (API.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,27 +399,32 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<(i64, i64), StoreError>;
 
-    /// What the database holds about logins to `account` from `client` (issue #5).
-    async fn login_record(&self, account: &str, client: &str) -> Result<LoginRecord, StoreError>;
-    /// Counts a failed login to `account` from `client` and from every client; counts
-    /// whose latest failure is older than `window_secs` start again.
-    async fn login_failed(
+    /// A login attempt to `account` from `client` (issue #5, `auth::lockout`): in one
+    /// transaction, serialised per account, decides by `policy` whether it is held back
+    /// (`Some(seconds to wait)`) and, if not, counts it as a failure up front. So a burst
+    /// of parallel guesses cannot all read the same old count.
+    async fn begin_login_attempt(
         &self,
         account: &str,
         client: &str,
+        policy: &LockoutPolicy,
         now: i64,
-        window_secs: i64,
-    ) -> Result<(), StoreError>;
-    /// A successful login: clears the account's counts (this client's and the
-    /// account-wide one) and remembers `client` as known to `account`.
+    ) -> Result<Option<u64>, StoreError>;
+    /// Takes back the count of an attempt whose password was never checked (the hash
+    /// pool was busy, the database failed): only real guesses count.
+    async fn undo_login_attempt(&self, account: &str, client: &str) -> Result<(), StoreError>;
+    /// A successful login: clears this client's count and remembers it as known to the
+    /// account. The account-wide count stays: the owner logging in must not hand an
+    /// attacker elsewhere a fresh start.
     async fn login_succeeded(
         &self,
         account: &str,
         client: &str,
         now: i64,
     ) -> Result<(), StoreError>;
-    /// A password reset: clears every count of `account`.
-    async fn clear_login_failures(&self, account: &str) -> Result<(), StoreError>;
+    /// A password reset or change: every count of `account` and every client known to
+    /// it are forgotten (a client that knew the old password is not trusted any more).
+    async fn forget_login_history(&self, account: &str) -> Result<(), StoreError>;
 
     /// Claims up to `limit` due messages for `lease_secs` (no other worker takes them
     /// meanwhile).

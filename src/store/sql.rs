@@ -193,21 +193,22 @@ pub const THROTTLE_HIT: &str = "INSERT INTO gatehouse_throttle (key, window_star
     window_start = CASE WHEN gatehouse_throttle.window_start <= $3 THEN $2 ELSE gatehouse_throttle.window_start END \
     RETURNING CAST(hits AS BIGINT), window_start";
 
-/// Login failures of `$1` (account) from `$2` (client) and from every client (`'*'`), and
-/// whether `$2` has logged in to `$1` before (`client = '+known'`): one round trip.
-pub const LOGIN_RECORD: &str = "SELECT client, CAST(failures AS BIGINT), last_failure FROM gatehouse_login_failure \
-    WHERE account = $1 AND client IN ($2, '*') \
-    UNION ALL SELECT '+known', CAST(0 AS BIGINT), last_login FROM gatehouse_known_client WHERE account = $1 AND client = $2";
-/// Counts a failed login for (`$1`, `$2`) and for (`$1`, `'*'`) at `$3`; a count whose latest
-/// failure is at or before `$4` (now − window) starts again from one.
-pub const LOGIN_FAILED: &str = "INSERT INTO gatehouse_login_failure (account, client, failures, last_failure) \
-    VALUES ($1, $2, 1, $3), ($1, '*', 1, $3) \
-    ON CONFLICT (account, client) DO UPDATE SET \
-    failures = CASE WHEN gatehouse_login_failure.last_failure <= $4 THEN 1 ELSE gatehouse_login_failure.failures + 1 END, \
-    last_failure = $3";
+/// Login failures of `$1` (account) from `$2` (client) and from every client (`'*'`).
+pub const LOGIN_FAILURES: &str = "SELECT client, CAST(failures AS BIGINT), last_failure \
+    FROM gatehouse_login_failure WHERE account = $1 AND client IN ($2, '*')";
+pub const KNOWN_CLIENT: &str =
+    "SELECT count(*) FROM gatehouse_known_client WHERE account = $1 AND client = $2";
+/// Stores the counts `$3` (for client `$2`) and `$4` (account-wide) of account `$1`, with
+/// their latest failure at `$5`.
+pub const LOGIN_COUNT: &str = "INSERT INTO gatehouse_login_failure (account, client, failures, last_failure) \
+    VALUES ($1, $2, $3, $5), ($1, '*', $4, $5) \
+    ON CONFLICT (account, client) DO UPDATE SET failures = excluded.failures, last_failure = excluded.last_failure";
+pub const LOGIN_UNCOUNT: &str = "UPDATE gatehouse_login_failure SET failures = failures - 1 \
+    WHERE account = $1 AND client IN ($2, '*') AND failures > 0";
 pub const LOGIN_CLEAR_CLIENT: &str =
-    "DELETE FROM gatehouse_login_failure WHERE account = $1 AND client IN ($2, '*')";
+    "DELETE FROM gatehouse_login_failure WHERE account = $1 AND client = $2";
 pub const LOGIN_CLEAR_ACCOUNT: &str = "DELETE FROM gatehouse_login_failure WHERE account = $1";
+pub const LOGIN_FORGET_CLIENTS: &str = "DELETE FROM gatehouse_known_client WHERE account = $1";
 pub const LOGIN_KNOWN_CLIENT: &str =
     "INSERT INTO gatehouse_known_client (account, client, last_login) VALUES ($1, $2, $3) \
     ON CONFLICT (account, client) DO UPDATE SET last_login = $3";

@@ -7,12 +7,12 @@
 //! The `Store` verbs themselves are shared with PostgreSQL: see `common.rs`.
 
 use super::common::impl_store;
-use super::LoginRecord;
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
     Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
     Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
 };
+use super::{login_lock_key, LockoutPolicy, LoginRecord};
 use crate::auth::lockout::Failures;
 use crate::domain::{User, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};

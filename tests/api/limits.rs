@@ -103,6 +103,48 @@ async fn an_idle_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_one_byte_is_closed() {
+    let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();
+    // The first byte of an HTTP/2 preface, or of "POST": then nothing.
+    stream.write_all(b"P").await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert!(answer.is_some(), "the connection was still open after 20 s");
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_a_new_client_waits_for_a_free_slot() {
+    let app = spawn_app_with(&[
+        ("GATEHOUSE_MAX_CONNECTIONS", "1"),
+        ("GATEHOUSE_CLIENT_TIMEOUT", "2s"),
+    ])
+    .await;
+    // A slow client takes the only slot...
+    let mut slow = TcpStream::connect(host_port(&app)).await.unwrap();
+    slow.write_all(b"GET /api/health/ HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so this request is answered only once the slow one has been cut off.
+    let reply = app
+        .client
+        .get(app.url("/api/health/"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("served once a slot is free");
+    assert_eq!(reply.status(), StatusCode::OK);
+    let mut probe = [0u8; 1];
+    let slow_closed = tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe))
+        .await
+        .is_ok_and(|read| matches!(read, Ok(0) | Err(_)));
+    assert!(
+        slow_closed,
+        "the second client was served while the first held the only slot"
+    );
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let app = spawn_app_with(&[("GATEHOUSE_CLIENT_TIMEOUT", "1s")]).await;
     let mut stream = TcpStream::connect(host_port(&app)).await.unwrap();

@@ -1,7 +1,8 @@
 //! Issue #5: brute-force protection per account. Failed logins are counted per
 //! (account, client) and per account, in the database; past a threshold the account's
-//! logins are held back (429) with growing delays; a success or a reset clears them; the
-//! owner's own client is never kept out by an attack from elsewhere.
+//! logins are held back (429) with growing delays from 15 s; a success clears its
+//! client's count, a reset clears everything; the owner's own client is never kept out
+//! by an attack from elsewhere.
 //!
 //! Every app here trusts 127.0.0.1 as a proxy, so each request can come "from" the client
 //! named in its X-Forwarded-For.
@@ -180,4 +181,99 @@ async fn a_sustained_guessing_run_from_many_addresses_slows_the_attacker_but_not
     // ...but from home, the owner logs in at once.
     let owner = login_from(&app, "chandler", STRONG_PASSWORD, HOME).await;
     assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+}
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_cannot_slip_past_the_count() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("paolo").await;
+    let guesses = (0..30).map(|n| login_from(&app, "paolo", format!("guess-{n}").leak(), ATTACKER));
+    let replies = futures::future::join_all(guesses).await;
+    let checked = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let held = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + held, 30, "{replies:?}");
+    assert_eq!(checked, 5, "exactly the threshold is checked: {replies:?}");
+}
+
+#[tokio::test]
+async fn attempts_refused_for_a_busy_hash_pool_do_not_count() {
+    // One hashing slot and no waiting: of parallel attempts, most get 503. Those never
+    // had their password checked, so they must not count, or an attacker flooding the
+    // pool would run up the owner's count.
+    let app = guarded_app(&[
+        ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+        ("GATEHOUSE_HASH_WAIT", "1ms"),
+    ])
+    .await;
+    app.register_ok("estelle").await;
+    let (mut checked, mut busy) = (0, 0);
+    // Wrong passwords in parallel bursts until exactly four have been checked.
+    while checked < 4 {
+        // Never more than are still to be checked, so the count cannot overshoot four.
+        let burst = (checked..4).map(|_| login_from(&app, "estelle", "typo", HOME));
+        for reply in futures::future::join_all(burst).await {
+            match reply.status {
+                StatusCode::UNAUTHORIZED => checked += 1,
+                StatusCode::SERVICE_UNAVAILABLE => busy += 1,
+                other => panic!("{other}: {}", reply.body),
+            }
+        }
+    }
+    assert!(busy > 0, "no attempt ever found the one slot taken");
+    // Four failures counted, not 4 + {busy}: the right password still gets in.
+    let reply = login_from(&app, "estelle", STRONG_PASSWORD, HOME).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{busy} busy attempts counted: {}",
+        reply.body
+    );
+}
+
+/// Fails `count` guesses against `username`, each from a different address.
+async fn spread_guesses(app: &TestApp, username: &str, count: usize) {
+    for n in 0..count {
+        let client = format!("203.0.113.{}", 100 + n);
+        let reply = login_from(app, username, "spread-guess", &client).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+}
+
+#[tokio::test]
+async fn the_owner_logging_in_does_not_give_the_attacker_a_fresh_start() {
+    let app = guarded_app(&[]).await;
+    app.register_ok("richard").await;
+    login_from(&app, "richard", STRONG_PASSWORD, HOME).await;
+    spread_guesses(&app, "richard", 20).await;
+    let owner = login_from(&app, "richard", STRONG_PASSWORD, HOME).await;
+    assert_eq!(owner.status, StatusCode::OK);
+    // The account-wide count stands: a new address is still held back.
+    assert_throttled(
+        &login_from(&app, "richard", "next-guess", "203.0.113.250").await,
+        900,
+    );
+}
+
+#[tokio::test]
+async fn after_a_reset_no_client_is_known_any_more() {
+    // Someone who once logged in with a stolen password must not stay exempt.
+    let app = guarded_app(&[]).await;
+    app.register_ok("carol").await;
+    login_from(&app, "carol", STRONG_PASSWORD, ATTACKER).await;
+    let mail = reset_mail(&app, "carol").await;
+    let new_password = "only-Carol-knows-77";
+    let reply = confirm(&app, &mail.uid(), &mail.token(), new_password).await;
+    assert_eq!(reply.body, reset_done());
+
+    spread_guesses(&app, "carol", 20).await;
+    assert_throttled(
+        &login_from(&app, "carol", "old-password-guess", ATTACKER).await,
+        900,
+    );
 }
