@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod reset;
 pub mod users;
 
@@ -59,6 +60,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
                 .delete(users::destroy),
         )
         .route("/api/health", get(health::health))
+        .route("/api/schema", get(openapi::schema))
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
