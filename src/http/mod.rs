@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         )
         .route("/api/health", get(health::health))
         .route("/api/schema", get(openapi::schema))
+        .merge(docs::router())
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
