@@ -54,9 +54,11 @@ pub struct Claims {
 }
 
 /// A freshly issued access + refresh pair, as login and refresh answer it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
+    /// Goes in `Authorization: Bearer …`; lives `ACCESS_TOKEN_LIFETIME`.
     pub access: String,
+    /// Exchanged at `/api/token/refresh/` (once) or ended at `/api/logout/`.
     pub refresh: String,
 }
 

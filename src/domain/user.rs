@@ -18,8 +18,9 @@ impl fmt::Display for UserId {
 
 /// A user as every endpoint shows it. The password hash is deliberately not a field: it
 /// cannot be serialised by mistake.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct User {
+    #[schema(value_type = i64)]
     pub id: UserId,
     pub username: String,
     pub email: String,
@@ -29,8 +30,11 @@ pub struct User {
     pub is_staff: bool,
     pub is_superuser: bool,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub date_joined: DateTime<Utc>,
+    /// `null` until the first login.
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub last_login: Option<DateTime<Utc>>,
 }
 

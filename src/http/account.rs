@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
+use super::openapi;
 use super::users::{change_user, delete_user, name_field, Change, Flags};
 use crate::auth::passwords::Verified;
 use crate::domain::password::UserAttributes;
@@ -69,6 +70,24 @@ pub(crate) async fn validated_new_user(
 }
 
 /// `POST /api/register/` → 201 `{"message", "username", "email"}`.
+#[utoipa::path(
+    post,
+    path = "/api/register/",
+    operation_id = "register",
+    tag = "auth",
+    summary = "Create an account",
+    description = "Every field that fails is named, with every rule it failed.",
+    request_body = openapi::RegisterBody,
+    responses(
+        (status = 201, description = "Registered", body = openapi::Registered, links(
+            ("Login" = (operation_id = "login", request_body = json!({
+                "username": "$response.body#/username",
+                "password": "$request.body#/password"
+            }))),
+        )),
+        (status = 429, response = openapi::Throttled),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     fields: Fields,
@@ -85,6 +104,22 @@ pub async fn register(
 }
 
 /// `DELETE /api/delete_account/` → 200 with the seed's message.
+#[utoipa::path(
+    delete,
+    path = "/api/delete_account/",
+    operation_id = "delete_account",
+    tag = "account",
+    summary = "Delete the signed-in user's account",
+    description = "Removes the user and everything that belongs to it; every token the user \
+                   held stops working at once. The last active superuser cannot be deleted (400).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = openapi::Message,
+            example = json!({"message": "Account deleted successfully"})),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 409, response = openapi::Referenced),
+    )
+)]
 pub async fn delete_account(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -94,6 +129,19 @@ pub async fn delete_account(
 }
 
 /// `DELETE /api/users/me/` → 204, as DRF's `destroy` answers.
+#[utoipa::path(
+    delete,
+    path = "/api/users/me/",
+    operation_id = "me_destroy",
+    tag = "account",
+    summary = "Delete the signed-in user's account (as `/api/delete_account/`)",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 409, response = openapi::Referenced),
+    )
+)]
 pub async fn me_delete(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -103,12 +151,41 @@ pub async fn me_delete(
 }
 
 /// `GET /api/users/me/`.
+#[utoipa::path(
+    get,
+    path = "/api/users/me/",
+    operation_id = "me_retrieve",
+    tag = "account",
+    summary = "The signed-in user",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = User, links(
+            ("User" = (operation_id = "users_retrieve", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn me_get(auth: AuthUser) -> Json<User> {
     Json(auth.user)
 }
 
 /// `PATCH /api/users/me/`: change any of `username`, `email`, `first_name`, `last_name`;
 /// the flags are read-only here (API.md §6).
+#[utoipa::path(
+    patch,
+    path = "/api/users/me/",
+    operation_id = "me_partial_update",
+    tag = "account",
+    summary = "Change the signed-in user's profile",
+    description = "Changing `username` or `email` needs `current_password` (400 on that field \
+                   if missing or wrong). The flags and dates are read-only here.",
+    security(("bearer" = [])),
+    request_body = Option<openapi::ProfilePatch>,
+    responses(
+        (status = 200, description = "The changed user", body = User),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn me_patch(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -128,6 +205,20 @@ pub async fn me_patch(
 
 /// `PUT /api/users/me/`: as PATCH, but `username` and `email` must be present (DRF's
 /// full update of a serializer whose required fields they are).
+#[utoipa::path(
+    put,
+    path = "/api/users/me/",
+    operation_id = "me_update",
+    tag = "account",
+    summary = "Replace the signed-in user's profile",
+    description = "As PATCH, but `username` and `email` are required.",
+    security(("bearer" = [])),
+    request_body = openapi::ProfilePut,
+    responses(
+        (status = 200, description = "The changed user", body = User),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn me_put(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -165,6 +256,21 @@ pub(crate) async fn password_matches(
 
 /// `POST /api/change_password/` `{"old_password", "new_password"}`: every other session
 /// of the user ends; the one making the change stays signed in.
+#[utoipa::path(
+    post,
+    path = "/api/change_password/",
+    operation_id = "change_password",
+    tag = "account",
+    summary = "Change the signed-in user's password",
+    description = "Every other session of the user ends; this one stays signed in.",
+    security(("bearer" = [])),
+    request_body = openapi::ChangePasswordBody,
+    responses(
+        (status = 200, description = "Changed", body = openapi::Message,
+            example = json!({"message": "Password changed successfully"})),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -4,6 +4,7 @@
 use super::client::ClientIp;
 use super::error::ApiError;
 use super::extract::Fields;
+use super::openapi;
 use crate::auth::lockout;
 use crate::auth::passwords::Verified;
 use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
@@ -21,6 +22,25 @@ use serde_json::{json, Value};
 /// `POST /api/login/` — SimpleJWT's `TokenObtainPairView`, behind the brute-force
 /// guard of `auth::lockout`: an attempt the guard holds back gets 429 with `Retry-After`
 /// before its password is looked at.
+#[utoipa::path(
+    post,
+    path = "/api/login/",
+    operation_id = "login",
+    tag = "auth",
+    summary = "Log in: a new session's access and refresh tokens",
+    description = "An unknown user, a wrong password and an inactive user get the same 401, \
+                   in the same time. The username is matched ignoring case.",
+    request_body = openapi::LoginBody,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair, links(
+            ("TokenRefresh" = (operation_id = "token_refresh", request_body = json!({"refresh": "$response.body#/refresh"}))),
+            ("TokenVerify" = (operation_id = "token_verify", request_body = json!({"token": "$response.body#/access"}))),
+            ("Logout" = (operation_id = "logout", request_body = json!({"refresh": "$response.body#/refresh"}))),
+        )),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     client: Option<Extension<ClientIp>>,
@@ -135,6 +155,25 @@ fn token_field(fields: &Fields, name: &str) -> Result<String, ApiError> {
 
 /// `POST /api/token/refresh/` — rotation: the presented refresh token is spent and a new
 /// pair issued. A spent token presented again ends its whole session (reuse detection).
+#[utoipa::path(
+    post,
+    path = "/api/token/refresh/",
+    operation_id = "token_refresh",
+    tag = "auth",
+    summary = "Exchange a refresh token for a new pair (rotation)",
+    description = "The refresh token presented is spent. Presenting a spent one again ends \
+                   the whole session (reuse detection) and answers 401.",
+    request_body = openapi::RefreshBody,
+    responses(
+        (status = 200, description = "A new pair; the old refresh token is spent", body = TokenPair, links(
+            ("TokenRefresh" = (operation_id = "token_refresh", request_body = json!({"refresh": "$response.body#/refresh"}))),
+            ("TokenVerify" = (operation_id = "token_verify", request_body = json!({"token": "$response.body#/access"}))),
+            ("Logout" = (operation_id = "logout", request_body = json!({"refresh": "$response.body#/refresh"}))),
+        )),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
+    )
+)]
 pub async fn token_refresh(
     State(state): State<AppState>,
     fields: Fields,
@@ -243,6 +282,18 @@ async fn still_good(state: &AppState, claims: &Claims) -> Result<bool, ApiError>
 }
 
 /// `POST /api/token/verify/` → 200 `{}` for a live token of either type, else 401.
+#[utoipa::path(
+    post,
+    path = "/api/token/verify/",
+    operation_id = "token_verify",
+    tag = "auth",
+    summary = "Check a token: 200 while it is good",
+    request_body = openapi::VerifyBody,
+    responses(
+        (status = 200, description = "The token is live", body = openapi::Empty),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn token_verify(
     State(state): State<AppState>,
     fields: Fields,
@@ -257,6 +308,21 @@ pub async fn token_verify(
 
 /// `POST /api/logout/` — the refresh token is the credential; its session ends, and with
 /// it every access token of the session.
+#[utoipa::path(
+    post,
+    path = "/api/logout/",
+    operation_id = "logout",
+    tag = "auth",
+    summary = "End the session a refresh token belongs to",
+    description = "No Bearer token is needed: the refresh token is the credential. The \
+                   session's access tokens stop working at once.",
+    request_body = openapi::RefreshBody,
+    responses(
+        (status = 200, description = "Logged out", body = openapi::Message,
+            example = json!({"message": "Logged out"})),
+        (status = 401, response = openapi::Unauthorized),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     fields: Fields,

@@ -6,6 +6,18 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+#[utoipa::path(
+    get,
+    path = "/api/health/",
+    operation_id = "health",
+    tag = "operations",
+    summary = "Whether the service and its database answer",
+    responses(
+        (status = 200, description = "Up", body = super::openapi::Health),
+        (status = 503, description = "The database is unavailable", body = super::openapi::Health,
+            example = json!({"status": "unavailable", "database": "unavailable"})),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ping().await {
         Ok(()) => (

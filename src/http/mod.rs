@@ -9,9 +9,11 @@
 pub mod account;
 pub mod auth;
 pub mod client;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod reset;
 pub mod throttle;
 pub mod users;
@@ -82,6 +84,8 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
                 .delete(users::destroy),
         )
         .route("/api/health", get(health::health))
+        .route("/api/schema", get(openapi::schema))
+        .merge(docs::router())
         .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -7,6 +7,7 @@
 
 use super::error::ApiError;
 use super::extract::Fields;
+use super::openapi;
 use crate::auth::lockout;
 use crate::auth::reset::{decode_uid, password_fingerprint, TokenDigest};
 use crate::domain::password::UserAttributes;
@@ -25,6 +26,20 @@ use std::sync::LazyLock;
 
 /// `POST /api/reset_password/` `{"email"}` → 200 `{"status": "ok"}` for every valid
 /// address, known or not.
+#[utoipa::path(
+    post,
+    path = "/api/reset_password/",
+    operation_id = "reset_password",
+    tag = "password reset",
+    summary = "Email a password-reset link",
+    description = "The same answer, in the same time, for every valid address, known or not; \
+                   per address, at most 3 emails an hour (silently).",
+    request_body = openapi::ResetRequestBody,
+    responses(
+        (status = 200, description = "Queued, if the address belongs to an active user", body = openapi::ResetRequested),
+        (status = 429, response = openapi::Throttled),
+    )
+)]
 pub async fn request_reset(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -104,6 +119,28 @@ async fn confirm(state: &AppState, fields: &Fields) -> Result<(), ApiError> {
 }
 
 /// `POST /api/reset_password/confirm/` `{"uid", "token", "new_password"}`.
+#[utoipa::path(
+    post,
+    path = "/api/reset_password/confirm/",
+    operation_id = "reset_password_confirm",
+    tag = "password reset",
+    summary = "Set a new password with the emailed uid and token",
+    description = "A bad, used or expired token, or a uid that does not match it: 400 on \
+                   `token`. A weak new password: 400 on `new_password`, and the token stays \
+                   usable. Success ends every session of the user. A client whose `Accept` \
+                   names `text/html` (the reset page's form) gets the page instead of JSON.",
+    request_body = openapi::ResetConfirmBody,
+    responses(
+        (status = 200, description = "The password is reset", content(
+            (openapi::Message = "application/json", example = json!({"message": "Password reset successful"})),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "Invalid token or password, or a body that could not be parsed", content(
+            (openapi::BadRequestBody = "application/json"),
+            (String = "text/html"),
+        )),
+    )
+)]
 pub async fn confirm_reset(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -149,6 +186,21 @@ pub struct LinkQuery {
 }
 
 /// `GET /api/reset_password/confirm/?uid=…&token=…`: the emailed link's page.
+#[utoipa::path(
+    get,
+    path = "/api/reset_password/confirm/",
+    operation_id = "reset_password_page",
+    tag = "password reset",
+    summary = "The emailed link's page: a form for the new password",
+    description = "An HTML page; for a bad or spent link it says so.",
+    params(
+        ("uid" = Option<String>, Query, description = "From the email"),
+        ("token" = Option<String>, Query, description = "From the email"),
+    ),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+    )
+)]
 pub async fn confirm_page(
     State(state): State<AppState>,
     Query(link): Query<LinkQuery>,

@@ -10,6 +10,7 @@
 use super::account::{password_matches, validated_new_user};
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
+use super::openapi;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username};
 use crate::state::AppState;
 use crate::store::{Guarded, SortKey, UserQuery, UserUpdate};
@@ -53,6 +54,39 @@ async fn visible_user(state: &AppState, caller: &AuthUser, raw_id: &str) -> Resu
 }
 
 /// `GET /api/users/`: staff only; DRF's `{"count", "next", "previous", "results"}`.
+#[utoipa::path(
+    get,
+    path = "/api/users/",
+    operation_id = "users_list",
+    tag = "users",
+    summary = "List users (staff)",
+    description = "A repeated parameter counts by its last value.",
+    security(("bearer" = [])),
+    params(
+        ("page" = Option<String>, Query, pattern = r"^([1-9][0-9]*|last)$",
+            description = "Page number from 1, or `last`; a page past the end is 404"),
+        ("page_size" = Option<i64>, Query, minimum = 1,
+            description = "Users per page, default 20; more than 100 means 100"),
+        ("search" = Option<String>, Query,
+            description = "Terms separated by spaces or commas; each must be in the username \
+                           or email, ignoring case; at most 32 terms"),
+        ("ordering" = Option<String>, Query,
+            pattern = r"^(-?(id|username|email|date_joined))?(,-?(id|username|email|date_joined))*$",
+            description = "Comma-separated `id`, `username`, `email`, `date_joined`, each with \
+                           an optional `-` for descending; an unknown field is 400"),
+        ("is_active" = Option<String>, Query, pattern = r"^(true|True|1|false|False|0)?$",
+            description = "Only active (`true`) or inactive (`false`) users"),
+        ("is_staff" = Option<String>, Query, pattern = r"^(true|True|1|false|False|0)?$",
+            description = "Only staff (`true`) or non-staff (`false`) users"),
+    ),
+    responses(
+        (status = 200, description = "One page of users", body = openapi::UserPage),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 404, description = "No such page", body = openapi::Detail,
+            example = json!({"detail": "Invalid page."})),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -225,6 +259,27 @@ fn page_link(
 }
 
 /// `POST /api/users/`: staff create a user with register's validation → 201 with it.
+#[utoipa::path(
+    post,
+    path = "/api/users/",
+    operation_id = "users_create",
+    tag = "users",
+    summary = "Create a user (staff)",
+    description = "Registration's validation. Only a superuser may set `is_staff` or \
+                   `is_superuser`.",
+    security(("bearer" = [])),
+    request_body = openapi::UserCreate,
+    responses(
+        (status = 201, description = "The new user", body = User, links(
+            ("Retrieve" = (operation_id = "users_retrieve", parameters(("id" = "$response.body#/id")))),
+            ("PartialUpdate" = (operation_id = "users_partial_update", parameters(("id" = "$response.body#/id")))),
+            ("Update" = (operation_id = "users_update", parameters(("id" = "$response.body#/id")))),
+            ("Destroy" = (operation_id = "users_destroy", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -261,6 +316,20 @@ pub async fn create(
 }
 
 /// `GET /api/users/{id}/`.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}/",
+    operation_id = "users_retrieve",
+    tag = "users",
+    summary = "A user (staff, or the user itself)",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 404, response = openapi::NotFound),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -270,6 +339,25 @@ pub async fn retrieve(
 }
 
 /// `PATCH /api/users/{id}/`.
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}/",
+    operation_id = "users_partial_update",
+    tag = "users",
+    summary = "Change a user (staff, or the user itself)",
+    description = "Read-only fields sent back unchanged are ignored. Only a superuser changes \
+                   another staff member or superuser. The last active superuser cannot be \
+                   demoted or deactivated (400).",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body = Option<openapi::UserPatch>,
+    responses(
+        (status = 200, description = "The changed user", body = User),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 404, response = openapi::NotFound),
+    )
+)]
 pub async fn patch(
     state: State<AppState>,
     caller: AuthUser,
@@ -280,6 +368,23 @@ pub async fn patch(
 }
 
 /// `PUT /api/users/{id}/`: as PATCH, but `username` and `email` must be present.
+#[utoipa::path(
+    put,
+    path = "/api/users/{id}/",
+    operation_id = "users_update",
+    tag = "users",
+    summary = "Replace a user (staff, or the user itself)",
+    description = "As PATCH, but `username` and `email` are required.",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body = openapi::UserPut,
+    responses(
+        (status = 200, description = "The changed user", body = User),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 404, response = openapi::NotFound),
+    )
+)]
 pub async fn put(
     state: State<AppState>,
     caller: AuthUser,
@@ -303,6 +408,23 @@ async fn change_by_id(
 }
 
 /// `DELETE /api/users/{id}/` → 204.
+#[utoipa::path(
+    delete,
+    path = "/api/users/{id}/",
+    operation_id = "users_destroy",
+    tag = "users",
+    summary = "Delete a user (staff, or the user itself)",
+    description = "The last active superuser cannot be deleted (400).",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 409, response = openapi::Referenced),
+        (status = 403, response = openapi::Forbidden),
+        (status = 404, response = openapi::NotFound),
+    )
+)]
 pub async fn destroy(
     State(state): State<AppState>,
     caller: AuthUser,

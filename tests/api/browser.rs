@@ -28,10 +28,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const PHONE_WIDTH: u32 = 390;
 const PHONE_HEIGHT: u32 = 844;
 /// How long the browser may take to show a page, and the mail worker to deliver.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// A chromedriver process of this test's own; killed (with its browser) on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     log: PathBuf,
@@ -42,7 +42,7 @@ struct Driver {
 impl Driver {
     /// Starts chromedriver, or returns `None` (having said so) when the machine has none
     /// and the browser tests are not required.
-    async fn start() -> Option<Driver> {
+    pub(crate) async fn start() -> Option<Driver> {
         if !Path::new(CHROMEDRIVER).exists() {
             let required = std::env::var("GATEHOUSE_BROWSER_TESTS").is_ok_and(|v| v == "required");
             assert!(
@@ -107,9 +107,12 @@ impl Driver {
     }
 
     /// A new browser session: headless chromium with a fresh profile, as a phone.
-    async fn connect(&self) -> Client {
+    pub(crate) async fn connect(&self) -> Client {
         let profile = self.dir.path().join("profile");
         let capabilities = json!({
+            // The console, where chromium reports what a Content-Security-Policy refused
+            // (read with `console_messages`).
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -172,7 +175,7 @@ fn free_port() -> u16 {
 
 /// Runs `test` with a browser session, closed afterwards even when the test fails; does
 /// nothing when the browser tests are skipped.
-async fn in_browser<F, Fut>(test: F)
+pub(crate) async fn in_browser<F, Fut>(test: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()>,
@@ -250,7 +253,7 @@ async fn wait_for_mail(dir: &Path) -> String {
 }
 
 /// Saves a screenshot of the browser's page as `test-artifacts/<name>.png`.
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
@@ -260,7 +263,7 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 /// Waits for the element with `id` (on the page a navigation or a form post leads to).
-async fn wait_for_id(client: &Client, id: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_for_id(client: &Client, id: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(WAIT)
@@ -289,33 +292,80 @@ async fn submit_password(client: &Client, password: &str) {
         .expect("submit");
 }
 
-async fn run(client: &Client, script: &str) -> Value {
+pub(crate) async fn run(client: &Client, script: &str) -> Value {
     client
         .execute(script, Vec::new())
         .await
         .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// The browser console's messages since the last call (chromedriver's log endpoint, which
+/// fantoccini has no method for), e.g. "Refused to load … because it violates the following
+/// Content Security Policy directive".
+pub(crate) async fn console_messages(client: &Client) -> Vec<String> {
+    #[derive(Debug)]
+    struct BrowserLog;
+    impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+        fn endpoint(
+            &self,
+            base_url: &url::Url,
+            session_id: Option<&str>,
+        ) -> Result<url::Url, url::ParseError> {
+            base_url.join(&format!(
+                "session/{}/se/log",
+                session_id.unwrap_or_default()
+            ))
+        }
+        fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+            (
+                axum::http::Method::POST,
+                Some(json!({"type": "browser"}).to_string()),
+            )
+        }
+    }
+    let log = client
+        .issue_cmd(BrowserLog)
+        .await
+        .unwrap_or_else(|e| panic!("read the browser's console: {e}"));
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// JavaScript that adds to `found` every URL the current page refers to or fetched from
+/// outside its own origin.
+const FIND_OUTSIDE: &str = "const origin = location.origin;
+     const outside = (u) => new URL(u, location.href).origin !== origin;
+     for (const e of document.querySelectorAll('[src], [href], [srcset], [action]')) {
+         for (const a of ['src', 'href', 'action']) {
+             const v = e.getAttribute(a);
+             if (v !== null && outside(v)) found.push(e.tagName + ' ' + a + '=' + v);
+         }
+         if (e.hasAttribute('srcset')) found.push(e.tagName + ' srcset');
+     }
+     for (const r of performance.getEntriesByType('resource')) {
+         if (outside(r.name)) found.push('fetched ' + r.name);
+     }";
+
 /// Everything the current page refers to or fetched from outside its own origin, and
 /// any script it has.
-async fn outside_references(client: &Client) -> Value {
+pub(crate) async fn outside_references(client: &Client) -> Value {
+    let script = format!(
+        "const found = [];
+         for (const s of document.querySelectorAll('script')) found.push('script ' + s.outerHTML);
+         {FIND_OUTSIDE}
+         return found;"
+    );
+    run(client, &script).await
+}
+
+/// Everything the current page refers to or fetched from outside its own origin.
+pub(crate) async fn outside_urls(client: &Client) -> Value {
     run(
         client,
-        "const origin = location.origin;
-         const outside = (u) => new URL(u, location.href).origin !== origin;
-         const found = [];
-         for (const s of document.querySelectorAll('script')) found.push('script ' + s.outerHTML);
-         for (const e of document.querySelectorAll('[src], [href], [srcset], [action]')) {
-             for (const a of ['src', 'href', 'action']) {
-                 const v = e.getAttribute(a);
-                 if (v !== null && outside(v)) found.push(e.tagName + ' ' + a + '=' + v);
-             }
-             if (e.hasAttribute('srcset')) found.push(e.tagName + ' srcset');
-         }
-         for (const r of performance.getEntriesByType('resource')) {
-             if (outside(r.name)) found.push('fetched ' + r.name);
-         }
-         return found;",
+        &format!("const found = []; {FIND_OUTSIDE} return found;"),
     )
     .await
 }

@@ -9,6 +9,7 @@ mod admin;
 mod browser;
 mod cli;
 mod django;
+mod docs;
 mod errors;
 mod headers;
 mod health;
