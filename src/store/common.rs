@@ -640,11 +640,16 @@ macro_rules! impl_store {
                 account: &str,
                 client: &str,
             ) -> Result<(), StoreError> {
+                // Under the account's lock, as every change to its counts: a count taken
+                // back between another attempt's read and write would be lost.
+                let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, login_lock_key(account)).await?;
                 sqlx::query(sql::LOGIN_UNCOUNT)
                     .bind(account)
                     .bind(client)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -655,6 +660,7 @@ macro_rules! impl_store {
                 now: i64,
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, login_lock_key(account)).await?;
                 // The attempt was counted up front: take it back from the account-wide
                 // count, and clear this client's.
                 for statement in [sql::LOGIN_UNCOUNT, sql::LOGIN_CLEAR_CLIENT] {
@@ -676,6 +682,7 @@ macro_rules! impl_store {
 
             async fn forget_login_history(&self, account: &str) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, login_lock_key(account)).await?;
                 for statement in [sql::LOGIN_CLEAR_ACCOUNT, sql::LOGIN_FORGET_CLIENTS] {
                     sqlx::query(statement)
                         .bind(account)

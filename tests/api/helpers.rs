@@ -340,6 +340,8 @@ pub async fn spawn_app_on(database_url: &str, dir: TempDir) -> TestApp {
             dir.path().join("mail").display().to_string(),
         ),
         ("DATABASE_POOL_SIZE", "5".to_owned()),
+        // The Django tests log in dozens of users from one address within a minute.
+        ("GATEHOUSE_THROTTLE_LOGIN", "1000/min".to_owned()),
     ]);
     let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config is valid");
     let app = Application::build(config).await.expect("app starts");
