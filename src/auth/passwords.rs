@@ -9,10 +9,10 @@
 //! runs on tokio's blocking threads (STYLE.md P4).
 
 use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 /// OWASP Password Storage Cheat Sheet (2025): Argon2id, m=19 MiB, t=2, p=1.
@@ -32,6 +32,12 @@ pub enum HashError {
 #[derive(Clone)]
 pub struct PasswordHasher {
     slots: Arc<Semaphore>,
+    /// Argon2's working memory (19 MiB at our parameters), kept between computations:
+    /// at most one per slot exists, so a login flood holds `concurrency` × 19 MiB. Left
+    /// to the allocator, each computation's fresh 19 MiB stayed behind in whichever of
+    /// glibc's per-thread arenas served it, and a flood grew the process by hundreds of
+    /// MiB (bench/RESULTS.md).
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     params: Params,
     /// A real hash of a random password: unknown users are verified against it, so a
     /// login for a user who does not exist costs the same as a wrong password (API.md §4).
@@ -60,10 +66,12 @@ impl PasswordHasher {
         )
         .expect("OWASP's Argon2 parameters are valid");
         let dummy = SecretString::from(crate::auth::random_hex_id());
-        let dummy_hash =
-            hash_blocking(&params, &dummy).expect("hashing a random password succeeds");
+        let mut memory = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_blocking(&params, &dummy, &mut memory)
+            .expect("hashing a random password succeeds");
         Self {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            memory: Arc::new(Mutex::new(vec![memory])),
             params,
             dummy_hash: dummy_hash.into(),
         }
@@ -72,7 +80,9 @@ impl PasswordHasher {
     /// Hashes `password` into Django's Argon2 encoding.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
-        self.run(move || hash_blocking(&params, &password)).await?
+        let memory = self.memory.clone();
+        self.run(move || with_memory(&memory, &params, |m| hash_blocking(&params, &password, m)))
+            .await?
     }
 
     /// Verifies `password` against a stored encoding. `None` (no such user), an unusable
@@ -85,17 +95,27 @@ impl PasswordHasher {
     ) -> Result<Verified, HashError> {
         let dummy = self.dummy_hash.clone();
         let ours = self.params.clone();
+        let memory = self.memory.clone();
         self.run(move || {
             let password = password.expose_secret().as_bytes();
+            // A hash at our parameters (every one gatehouse wrote, and the dummy) is
+            // checked in the kept memory; any other goes the allocating way, once.
+            let verify = |hash: &DjangoHash<'_>| match hash {
+                DjangoHash::Argon2(h) if same_params(h, &ours) => {
+                    with_memory(&memory, &ours, |m| verify_ours(h, &ours, password, m))
+                        .unwrap_or_else(|| hash.verify(password))
+                }
+                other => other.verify(password),
+            };
             match stored.as_deref().and_then(DjangoHash::parse) {
-                Some(hash) if hash.verify(password) => {
+                Some(hash) if verify(&hash) => {
                     let current = matches!(&hash, DjangoHash::Argon2(h) if same_params(h, &ours));
                     Verified::Yes { outdated: !current }
                 }
                 Some(_) => Verified::No,
                 None => {
                     if let Some(dummy) = DjangoHash::parse(&dummy) {
-                        dummy.verify(password);
+                        verify(&dummy);
                     }
                     Verified::No
                 }
@@ -126,13 +146,75 @@ impl PasswordHasher {
     }
 }
 
-fn hash_blocking(params: &Params, password: &SecretString) -> Result<String, HashError> {
-    use argon2::PasswordHasher as _;
+/// Runs `work` with a kept block of Argon2 memory, made on first use. Callers hold a
+/// slot of the semaphore, so no more blocks exist than slots (a computation that panics
+/// loses its block, and the next one makes another).
+fn with_memory<T>(
+    kept: &Mutex<Vec<Vec<Block>>>,
+    params: &Params,
+    work: impl FnOnce(&mut [Block]) -> T,
+) -> T {
+    let taken = kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut memory = taken.unwrap_or_else(|| vec![Block::default(); params.block_count()]);
+    let result = work(&mut memory);
+    kept.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+    result
+}
+
+/// What `argon2::PasswordHasher::hash_password` does, in memory the caller keeps.
+fn hash_blocking(
+    params: &Params,
+    password: &SecretString,
+    memory: &mut [Block],
+) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Hashing(e.to_string());
     let salt = SaltString::generate(&mut OsRng);
-    let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.expose_secret().as_bytes(), &salt)
-        .map_err(|e| HashError::Hashing(e.to_string()))?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = Output::init_with(params.output_len().unwrap_or(32), |out| {
+        Ok(argon2.hash_password_into_with_memory(
+            password.expose_secret().as_bytes(),
+            salt_bytes,
+            out,
+            &mut *memory,
+        )?)
+    })
+    .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
     Ok(format!("{ARGON2_PREFIX}{phc}"))
+}
+
+/// What `PasswordVerifier::verify_password` does for a hash at our parameters, in memory
+/// the caller keeps. `None` when the hash has a shape this does not cover (another
+/// version or output length), for the general way to decide.
+fn verify_ours(
+    hash: &PasswordHash<'_>,
+    ours: &Params,
+    password: &[u8],
+    memory: &mut [Block],
+) -> Option<bool> {
+    let (salt, expected) = (hash.salt?, hash.hash?);
+    if hash.version.is_some_and(|v| v != u32::from(Version::V0x13))
+        || Some(expected.len()) != ours.output_len()
+    {
+        return None;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, ours.clone());
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)?)
+    })
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(computed == expected)
 }
 
 fn same_params(hash: &PasswordHash<'_>, ours: &Params) -> bool {
@@ -169,6 +251,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verdict, Verified::No);
+    }
+
+    #[tokio::test]
+    async fn kept_memory_hashes_agree_with_the_argon2_crate() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(1);
+        let ours = hasher
+            .hash(SecretString::from("s3cret-Passw0rd"))
+            .await
+            .unwrap();
+        let phc = PasswordHash::new(&ours[ARGON2_PREFIX.len()..]).unwrap();
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, hasher.params.clone());
+        assert!(reference.verify_password(b"s3cret-Passw0rd", &phc).is_ok());
+        assert!(reference
+            .verify_password(b"s3cret-Passw0rd!", &phc)
+            .is_err());
+
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = reference
+            .hash_password(b"s3cret-Passw0rd", &salt)
+            .unwrap()
+            .to_string();
+        for (password, verdict) in [
+            ("s3cret-Passw0rd", Verified::Yes { outdated: false }),
+            ("s3cret-Passw0rD", Verified::No),
+        ] {
+            let got = hasher
+                .verify(
+                    SecretString::from(password),
+                    Some(format!("{ARGON2_PREFIX}{theirs}")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(got, verdict, "{password}");
+        }
     }
 
     #[tokio::test]
