@@ -8,9 +8,7 @@
 //! milliseconds (median over batches of 10, ROUNDS operations of each kind, default 50, one at a time), the cores,
 //! and the limit in operations per second.
 
-use gatehouse::auth::passwords::{
-    Verified, OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM,
-};
+use gatehouse::auth::passwords::{Verified, OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
 use gatehouse::auth::PasswordHasher;
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
@@ -81,6 +79,12 @@ async fn main() {
     println!("hash_pool {pool}");
     println!("hash_memory_mib {}", OWASP_MEMORY_KIB / 1024);
     // Login verifies, register hashes: each is limited by its own operation.
-    println!("login_limit_per_s {:.1}", cores as f64 * 1000.0 / verify_cpu);
-    println!("register_limit_per_s {:.1}", cores as f64 * 1000.0 / hash_cpu);
+    println!(
+        "login_limit_per_s {:.1}",
+        cores as f64 * 1000.0 / verify_cpu
+    );
+    println!(
+        "register_limit_per_s {:.1}",
+        cores as f64 * 1000.0 / hash_cpu
+    );
 }

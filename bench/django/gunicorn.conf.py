@@ -5,9 +5,12 @@ import multiprocessing
 import os
 
 bind = os.environ.get("DJANGO_BIND", "127.0.0.1:8001")
-worker_class = os.environ.get("DJANGO_WORKER_CLASS", "sync")
-workers = int(os.environ.get("DJANGO_WORKERS", str(2 * multiprocessing.cpu_count() + 1)))
-threads = int(os.environ.get("DJANGO_THREADS", "1"))
+# One process per core with 4 threads each: on 2 cores it served `me` and `refresh` at
+# least as fast as gunicorn's classic 2 × cores + 1 sync workers, with half the memory,
+# and keeps connections alive as wrk (and any real client) expects.
+worker_class = os.environ.get("DJANGO_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("DJANGO_WORKERS", str(multiprocessing.cpu_count())))
+threads = int(os.environ.get("DJANGO_THREADS", "4"))
 # Load the application once in the master, so workers share its pages and start fast.
 preload_app = True
 backlog = 2048
