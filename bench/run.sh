@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gatehouse side by side with the Django original and with this machine's ceiling.
 #
-#   bash bench/run.sh                        # the full benchmark (~12 minutes on 2 cores)
+#   bash bench/run.sh                        # the full benchmark (~10 minutes on 2 cores)
 #   DURATION=5 RUNS=1 bash bench/run.sh      # a quick check that everything works
 #
 # Starts each server in turn on loopback, on a fresh database for every scenario, and
