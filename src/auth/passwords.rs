@@ -11,10 +11,10 @@
 use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
 use crate::domain::password::MAX_PASSWORD_BYTES;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -42,6 +42,12 @@ pub struct PasswordHasher {
     slots: Arc<Semaphore>,
     /// How long a request waits for a slot before giving up with `Busy`.
     wait: Duration,
+    /// Argon2's working memory (19 MiB at our parameters), kept between computations:
+    /// at most one per slot exists, so a login flood holds `concurrency` × 19 MiB. Left
+    /// to the allocator, each computation's fresh 19 MiB stayed behind in whichever of
+    /// glibc's per-thread arenas served it, and a flood grew the process by hundreds of
+    /// MiB (bench/RESULTS.md).
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     params: Params,
     /// A real hash of a random password: unknown users are verified against it, so a
     /// login for a user who does not exist costs the same as a wrong password (API.md §4).
@@ -70,11 +76,13 @@ impl PasswordHasher {
         )
         .expect("OWASP's Argon2 parameters are valid");
         let dummy = SecretString::from(crate::auth::random_hex_id());
-        let dummy_hash =
-            hash_blocking(&params, &dummy).expect("hashing a random password succeeds");
+        let mut memory = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_blocking(&params, &dummy, &mut memory)
+            .expect("hashing a random password succeeds");
         Self {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             wait: Duration::from_secs(5),
+            memory: Arc::new(Mutex::new(vec![memory])),
             params,
             dummy_hash: dummy_hash.into(),
         }
@@ -90,7 +98,9 @@ impl PasswordHasher {
     /// Hashes `password` into Django's Argon2 encoding.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
-        self.run(move || hash_blocking(&params, &password)).await?
+        let memory = self.memory.clone();
+        self.run(move || with_memory(&memory, &params, |m| hash_blocking(&params, &password, m)))
+            .await?
     }
 
     /// Verifies `password` against a stored encoding. `None` (no such user), an unusable
@@ -108,17 +118,27 @@ impl PasswordHasher {
         }
         let dummy = self.dummy_hash.clone();
         let ours = self.params.clone();
+        let memory = self.memory.clone();
         self.run(move || {
             let password = password.expose_secret().as_bytes();
+            // A hash at our parameters (every one gatehouse wrote, and the dummy) is
+            // checked in the kept memory; any other goes the allocating way, once.
+            let verify = |hash: &DjangoHash<'_>| match hash {
+                DjangoHash::Argon2(h) if same_params(h, &ours) => {
+                    with_memory(&memory, &ours, |m| verify_ours(h, &ours, password, m))
+                        .unwrap_or_else(|| hash.verify(password))
+                }
+                other => other.verify(password),
+            };
             match stored.as_deref().and_then(DjangoHash::parse) {
-                Some(hash) if hash.verify(password) => {
+                Some(hash) if verify(&hash) => {
                     let current = matches!(&hash, DjangoHash::Argon2(h) if same_params(h, &ours));
                     Verified::Yes { outdated: !current }
                 }
                 Some(_) => Verified::No,
                 None => {
                     if let Some(dummy) = DjangoHash::parse(&dummy) {
-                        dummy.verify(password);
+                        verify(&dummy);
                     }
                     Verified::No
                 }
@@ -147,18 +167,80 @@ impl PasswordHasher {
     }
 }
 
-fn hash_blocking(params: &Params, password: &SecretString) -> Result<String, HashError> {
-    use argon2::PasswordHasher as _;
+/// Runs `work` with a kept block of Argon2 memory, made on first use. Callers hold a
+/// slot of the semaphore, so no more blocks exist than slots (a computation that panics
+/// loses its block, and the next one makes another).
+fn with_memory<T>(
+    kept: &Mutex<Vec<Vec<Block>>>,
+    params: &Params,
+    work: impl FnOnce(&mut [Block]) -> T,
+) -> T {
+    let taken = kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut memory = taken.unwrap_or_else(|| vec![Block::default(); params.block_count()]);
+    let result = work(&mut memory);
+    kept.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+    result
+}
+
+/// What `argon2::PasswordHasher::hash_password` does, in memory the caller keeps.
+fn hash_blocking(
+    params: &Params,
+    password: &SecretString,
+    memory: &mut [Block],
+) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Hashing(e.to_string());
     // 22 random bytes rather than the crate's 16: Django judges a stored salt by its
     // length at 5.95 bits a character (`must_update_salt`) and re-hashes anything under
     // 128 bits by that count, so a 16-byte salt would be replaced on every Django login.
-    let mut bytes = [0u8; DJANGO_SALT_BYTES];
-    OsRng.fill_bytes(&mut bytes);
-    let salt = SaltString::encode_b64(&bytes).map_err(|e| HashError::Hashing(e.to_string()))?;
-    let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.expose_secret().as_bytes(), &salt)
-        .map_err(|e| HashError::Hashing(e.to_string()))?;
+    let mut random = [0u8; DJANGO_SALT_BYTES];
+    OsRng.fill_bytes(&mut random);
+    let salt = SaltString::encode_b64(&random).map_err(|e| failed(&e))?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = Output::init_with(params.output_len().unwrap_or(32), |out| {
+        Ok(argon2.hash_password_into_with_memory(
+            password.expose_secret().as_bytes(),
+            salt_bytes,
+            out,
+            &mut *memory,
+        )?)
+    })
+    .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
     Ok(format!("{ARGON2_PREFIX}{phc}"))
+}
+
+/// What `PasswordVerifier::verify_password` does for a hash at our parameters, in memory
+/// the caller keeps. `None` when the hash has a shape this does not cover (another
+/// version or output length), for the general way to decide.
+fn verify_ours(
+    hash: &PasswordHash<'_>,
+    ours: &Params,
+    password: &[u8],
+    memory: &mut [Block],
+) -> Option<bool> {
+    let (salt, expected) = (hash.salt?, hash.hash?);
+    if hash.version.is_some_and(|v| v != u32::from(Version::V0x13))
+        || Some(expected.len()) != ours.output_len()
+    {
+        return None;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, ours.clone());
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)?)
+    })
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(computed == expected)
 }
 
 fn same_params(hash: &PasswordHash<'_>, ours: &Params) -> bool {
@@ -195,6 +277,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verdict, Verified::No);
+    }
+
+    #[tokio::test]
+    async fn kept_memory_hashes_agree_with_the_argon2_crate() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(1);
+        let ours = hasher
+            .hash(SecretString::from("s3cret-Passw0rd"))
+            .await
+            .unwrap();
+        let phc = PasswordHash::new(&ours[ARGON2_PREFIX.len()..]).unwrap();
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, hasher.params.clone());
+        assert!(reference.verify_password(b"s3cret-Passw0rd", &phc).is_ok());
+        assert!(reference
+            .verify_password(b"s3cret-Passw0rd!", &phc)
+            .is_err());
+
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = reference
+            .hash_password(b"s3cret-Passw0rd", &salt)
+            .unwrap()
+            .to_string();
+        for (password, verdict) in [
+            ("s3cret-Passw0rd", Verified::Yes { outdated: false }),
+            ("s3cret-Passw0rD", Verified::No),
+        ] {
+            let got = hasher
+                .verify(
+                    SecretString::from(password),
+                    Some(format!("{ARGON2_PREFIX}{theirs}")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(got, verdict, "{password}");
+        }
     }
 
     #[tokio::test]

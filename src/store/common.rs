@@ -18,8 +18,9 @@
 //!   `django.rs` (users of a Django database breaking the case rule; foreign keys of other
 //!   tables to `auth_user`);
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
-//!   write lock from its start on SQLite) and `async fn lock(tx, key)` (serialises
-//!   migrations and superuser changes across instances).
+//!   write lock from its start on SQLite), `async fn lock(tx, key)` (serialises
+//!   migrations and superuser changes across instances) and `async fn fetch_hot(query)`
+//!   (runs the one query of every authenticated request, the access check).
 //!
 //! A macro rather than generics over `sqlx::Database`: the bounds sqlx needs for a
 //! generic executor are longer than the code they would save, and a macro keeps the
@@ -786,11 +787,8 @@ macro_rules! impl_store {
                 id: UserId,
                 sid: Option<&str>,
             ) -> Result<Option<AccessCheck>, StoreError> {
-                let row = sqlx::query(&sql::access_check())
-                    .bind(id.0)
-                    .bind(sid)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let query = sqlx::query(sql::access_check()).bind(id.0).bind(sid);
+                let row = self.fetch_hot(query).await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(AccessCheck {
                     user: row_to_user(&row)?,

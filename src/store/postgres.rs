@@ -68,6 +68,14 @@ impl PgStore {
         self.pool.begin().await
     }
 
+    /// The access check, on the pool like every other query.
+    async fn fetch_hot<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        query.fetch_optional(&self.pool).await
+    }
+
     /// A transaction-scoped advisory lock: instances that start together migrate one
     /// after the other, and changes to superusers see each other.
     async fn lock(&self, tx: &mut Transaction<'_, Postgres>, key: i64) -> Result<(), sqlx::Error> {

@@ -31,13 +31,17 @@ pub fn credentials_by_id() -> String {
 
 /// STYLE.md P5: the user, whether the named session is live, and the token cut-off, in
 /// one round trip. `$2` may be NULL (a token without a session).
-pub fn access_check() -> String {
-    format!(
-        "SELECT {USER_COLUMNS}, \
-         EXISTS (SELECT 1 FROM gatehouse_session s WHERE s.id = $2 AND s.user_id = u.id) AS session_live, \
-         (SELECT c.tokens_valid_after FROM gatehouse_user_state c WHERE c.user_id = u.id) AS tokens_valid_after \
-         FROM auth_user u WHERE u.id = $1"
-    )
+/// Built once: it runs on every authenticated request.
+pub fn access_check() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {USER_COLUMNS}, \
+             EXISTS (SELECT 1 FROM gatehouse_session s WHERE s.id = $2 AND s.user_id = u.id) AS session_live, \
+             (SELECT c.tokens_valid_after FROM gatehouse_user_state c WHERE c.user_id = u.id) AS tokens_valid_after \
+             FROM auth_user u WHERE u.id = $1"
+        )
+    });
+    &SQL
 }
 
 /// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name,

@@ -20,12 +20,65 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Executor, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Executor, Row, Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Connections kept out of the pool for the access check (`fetch_hot`).
+    hot: HotConnections,
+}
+
+/// sqlx runs each SQLite connection on a thread of its own, so every query is a round
+/// trip between threads, and its pool adds one more on every release (it pings the
+/// connection) and, by default, on every acquire. For the one query every authenticated
+/// request makes, those round trips cost more than the query: profiled under `GET
+/// /api/users/me/`, most of the CPU went to waking threads (bench/RESULTS.md). These
+/// connections are lent by a mutex instead, one round trip per query; a connection that
+/// fails is replaced.
+struct HotConnections {
+    options: SqliteConnectOptions,
+    slots: Vec<tokio::sync::Mutex<SqliteConnection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl HotConnections {
+    async fn open(options: SqliteConnectOptions, count: usize) -> Result<Self, sqlx::Error> {
+        let mut slots = Vec::with_capacity(count);
+        for _ in 0..count.max(1) {
+            slots.push(tokio::sync::Mutex::new(options.connect().await?));
+        }
+        Ok(Self {
+            options,
+            slots,
+            next: Default::default(),
+        })
+    }
+
+    async fn fetch_optional<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Option<SqliteRow>, sqlx::Error> {
+        // A free connection if there is one, else wait for the next in turn.
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.slots.len();
+        let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
+        let mut conn = match free {
+            Some(conn) => conn,
+            None => self.slots[start % n].lock().await,
+        };
+        let result = query.fetch_optional(&mut *conn).await;
+        if matches!(
+            result,
+            Err(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+        ) {
+            if let Ok(fresh) = self.options.connect().await {
+                *conn = fresh;
+            }
+        }
+        result
+    }
 }
 
 type Db = Sqlite;
@@ -84,12 +137,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        let hot = HotConnections::open(options.clone(), hot_connections(pool_size)).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size)
+            // sqlx pings an idle connection before lending it by default: one more round
+            // trip to the connection's worker thread per query, which costs as much as
+            // the query. A connection to a local file cannot go stale; a broken one
+            // still fails its query and is dropped when it comes back to the pool.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, hot })
+    }
+
+    async fn fetch_hot<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Option<SqliteRow>, sqlx::Error> {
+        self.hot.fetch_optional(query).await
     }
 
     async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
@@ -101,6 +167,13 @@ impl SqliteStore {
     async fn lock(&self, _tx: &mut Transaction<'_, Sqlite>, _key: i64) -> Result<(), sqlx::Error> {
         Ok(())
     }
+}
+
+/// How many connections serve the access check: one per core (each is a thread that
+/// sleeps between queries), at least two, but no more than the pool has.
+fn hot_connections(pool_size: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.max(2).min(pool_size as usize)
 }
 
 /// One `?search=` term. Three characters or more: a phrase query on the trigram index
