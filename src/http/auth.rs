@@ -103,22 +103,24 @@ pub async fn login(
             return Err(error.into());
         }
     };
-    let credentials = match (found, verdict) {
+    let (credentials, outdated) = match (found, verdict) {
         (Some(credentials), Verified::Yes { outdated }) if credentials.user.is_active => {
-            if outdated {
-                let hash = state.hasher.hash(SecretString::from(password)).await?;
-                let (id, old) = (credentials.user.id, &credentials.password_hash);
-                state.store.upgrade_password_hash(id, old, &hash).await?;
-            }
-            credentials
+            (credentials, outdated)
         }
         _ => return Err(ApiError::login_failed()),
     };
+    // The password was right: settled with the guard before anything else can fail (a
+    // busy hash pool for the upgrade below must not leave the attempt counted).
     if let Some(guard) = &guard {
         state
             .store
             .login_succeeded(&guard.account, &guard.client, guard.now)
             .await?;
+    }
+    if outdated {
+        let hash = state.hasher.hash(SecretString::from(password)).await?;
+        let (id, old) = (credentials.user.id, &credentials.password_hash);
+        state.store.upgrade_password_hash(id, old, &hash).await?;
     }
     let pair = start_session(&state, credentials.user.id, &random_hex_id()).await?;
     tracing::Span::current().record("user_id", credentials.user.id.0);

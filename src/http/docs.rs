@@ -56,15 +56,7 @@ fn serve(body: &'static str, content_type: &'static str, cache: &'static str) ->
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
     ];
+    // nosniff, DENY and no-referrer come from the router's security headers (`http::mod`).
     (StatusCode::OK, headers, body).into_response()
 }

@@ -288,22 +288,12 @@ fn page(status: StatusCode, outcome: Outcome, uid: &str, token: &str) -> Respons
     let Ok(html) = html else {
         return ApiError::internal(anyhow::anyhow!("reset page template failed")).into_response();
     };
+    // Its own CSP (it has a stylesheet); no-store, nosniff, DENY and no-referrer (the URL
+    // carries the reset secret) come from the router's security headers (`http::mod`).
     let mut response = (status, axum::response::Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         CONTENT_SECURITY_POLICY.clone(),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The URL carries the reset secret: never send it on as a Referer.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
     );
     response
 }
