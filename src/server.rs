@@ -19,10 +19,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_http::normalize_path::NormalizePath;
 
@@ -52,6 +53,26 @@ pub async fn serve(
     // Past the cap, new connections wait in the kernel's backlog until one closes.
     let open_connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    let serve_connection = |stream: TcpStream,
+                            peer: SocketAddr,
+                            slot: Option<OwnedSemaphorePermit>| {
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _slot = slot;
+            // Errors here are the client's doing (reset, garbage, timeout): not ours to log
+            // above debug.
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+        });
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer, slot) = tokio::select! {
@@ -72,24 +93,34 @@ pub async fn serve(
             }
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request)
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _slot = slot;
-            // Errors here are the client's doing (reset, garbage, timeout): not ours to log
-            // above debug.
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
+        serve_connection(stream, peer, Some(slot));
     }
-    drop(listener);
+    // Connections the kernel has completed but we have not accepted yet would be reset
+    // when the listener closes, and a proxy that had already sent a POST on one cannot
+    // retry it elsewhere. So take them all in first, then close: from then on a new
+    // connection is refused, which a proxy retries on another instance (issue #9).
+    for (stream, peer) in accept_pending(listener) {
+        serve_connection(stream, peer, None);
+    }
     graceful.shutdown().await;
+    tracing::info!("every request finished; stopping");
     Ok(())
+}
+
+/// Accepts, without waiting, every connection already queued on `listener`, and closes it.
+fn accept_pending(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    let mut pending = Vec::new();
+    // The socket is still non-blocking: `accept` answers WouldBlock once the queue is empty.
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream));
+        if let Ok(stream) = stream {
+            pending.push((stream, peer));
+        }
+    }
+    pending
 }
