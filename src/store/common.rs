@@ -953,12 +953,14 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 // Throttle windows and login counts last a day at most; a client not seen
-                // on an account for 90 days is new to it again.
+                // on an account for 90 days is new to it again; the outbox keeps a month
+                // of what was sent (without bodies) for whoever looks into a complaint.
                 let mut others = 0;
                 for (statement, before) in [
                     (sql::PURGE_THROTTLE, now.timestamp() - 86_400),
                     (sql::PURGE_LOGIN_FAILURES, now.timestamp() - 86_400),
                     (sql::PURGE_KNOWN_CLIENTS, now.timestamp() - 90 * 86_400),
+                    (sql::PURGE_OUTBOX, now.timestamp() - 30 * 86_400),
                 ] {
                     others += sqlx::query(statement)
                         .bind(before)

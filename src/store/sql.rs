@@ -220,3 +220,6 @@ pub const PURGE_LOGIN_FAILURES: &str =
     "DELETE FROM gatehouse_login_failure WHERE last_failure < $1";
 pub const PURGE_KNOWN_CLIENTS: &str = "DELETE FROM gatehouse_known_client WHERE last_login < $1";
 pub const PURGE_THROTTLE: &str = "DELETE FROM gatehouse_throttle WHERE window_start < $1";
+/// Messages sent, or given up, before `$1`. Pending ones stay however old they are.
+pub const PURGE_OUTBOX: &str = "DELETE FROM gatehouse_outbox WHERE created_at < $1 \
+    AND (sent_at IS NOT NULL OR next_attempt_at = 9223372036854775807)";

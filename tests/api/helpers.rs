@@ -320,6 +320,29 @@ impl TestApp {
                 .expect("sql");
         }
     }
+
+    /// Reads one number from this app's database: only for housekeeping that no route
+    /// shows (what the purge removed).
+    pub async fn query_count(&self, statement: &str) -> i64 {
+        use sqlx::Connection;
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("open sqlite");
+            sqlx::query_scalar(statement)
+                .fetch_one(&mut conn)
+                .await
+                .expect("sql")
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("open postgres");
+            sqlx::query_scalar(statement)
+                .fetch_one(&mut conn)
+                .await
+                .expect("sql")
+        }
+    }
 }
 
 // ---- An app on a database made elsewhere (tests/api/django.rs) ----

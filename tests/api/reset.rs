@@ -1058,3 +1058,40 @@ async fn a_bad_token_from_the_form_answers_the_invalid_link_page() {
     assert!(page.says_invalid(), "{}", page.html);
     assert!(!page.html.contains("<form"), "{}", page.html);
 }
+
+#[tokio::test]
+async fn mail_sent_over_a_month_ago_is_purged_and_pending_mail_is_kept() {
+    let app = spawn_app().await;
+    app.register_ok("phoebe").await;
+    reset_mail(&app, "phoebe").await;
+    let sent = "SELECT count(*) FROM gatehouse_outbox WHERE sent_at IS NOT NULL";
+    let deadline = Instant::now() + MAIL_DEADLINE;
+    while app.query_count(sent).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the message was never marked sent"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // Arrange: the sent message is 31 days old, and an old message is still pending (its
+    // next attempt far ahead, so no worker takes it meanwhile).
+    app.execute_sql("UPDATE gatehouse_outbox SET created_at = created_at - 31 * 86400")
+        .await;
+    app.execute_sql(
+        "INSERT INTO gatehouse_outbox (recipient, subject, body, created_at, attempts, \
+         next_attempt_at) VALUES ('pending@example.com', 'Pending', 'body', 0, 3, 4102444800)",
+    )
+    .await;
+
+    // The purge runs as an instance starts, then hourly.
+    let second = spawn_app_on(&app.database_url, tempfile::tempdir().expect("temp dir")).await;
+    while second.query_count(sent).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the old sent message was not purged"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let pending = "SELECT count(*) FROM gatehouse_outbox WHERE recipient = 'pending@example.com'";
+    assert_eq!(second.query_count(pending).await, 1);
+}
