@@ -32,7 +32,12 @@ impl ConfigError {
 pub enum EmailBackend {
     Console,
     File(PathBuf),
-    Smtp(String),
+    Smtp {
+        url: String,
+        /// `SMTP_CA_FILE`: PEM certificates trusted for the mail server besides the
+        /// public roots (a relay with a certificate from a private CA).
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Django's `ALLOWED_HOSTS`: exact names, `.example.com` for a domain and its
@@ -285,7 +290,10 @@ impl Config {
             )),
             Some("smtp") => match get("SMTP_URL") {
                 Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
-                    EmailBackend::Smtp(url)
+                    EmailBackend::Smtp {
+                        url,
+                        ca_file: get("SMTP_CA_FILE").map(PathBuf::from),
+                    }
                 }
                 Some(url) => {
                     return Err(ConfigError::invalid(

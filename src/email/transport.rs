@@ -6,8 +6,9 @@ use crate::store::NewEmail;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub enum Transport {
@@ -21,7 +22,9 @@ impl Transport {
         Ok(match backend {
             EmailBackend::Console => Transport::Console,
             EmailBackend::File(dir) => Transport::File(dir.clone()),
-            EmailBackend::Smtp(url) => Transport::Smtp(smtp_from_url(url)?),
+            EmailBackend::Smtp { url, ca_file } => {
+                Transport::Smtp(smtp_from_url(url, ca_file.as_deref())?)
+            }
         })
     }
 
@@ -86,9 +89,13 @@ fn build(from: &Mailbox, email: &NewEmail, eight_bit: bool) -> Result<Message, S
 }
 
 /// `SMTP_URL`: `smtp://[user:pass@]host[:port][?tls=starttls|tls]`. `tls=starttls`
-/// upgrades a plain connection (port 587 by default), `tls=tls` is implicit TLS (465),
-/// and no `tls` is a plain connection for a local relay (25).
-fn smtp_from_url(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, ConfigError> {
+/// upgrades a plain connection (port 587 by default) and refuses to go on without TLS,
+/// `tls=tls` is implicit TLS (465), and no `tls` is a plain connection for a local relay
+/// (25). The server's certificate must chain to a public root, or to one in `ca_file`.
+fn smtp_from_url(
+    raw: &str,
+    ca_file: Option<&Path>,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, ConfigError> {
     let invalid = |why: &str| ConfigError::invalid("SMTP_URL", &redact(raw), why);
     let url = url::Url::parse(raw)
         .map_err(|_| invalid("expected smtp://[user:pass@]host[:port][?tls=starttls|tls]"))?;
@@ -97,14 +104,15 @@ fn smtp_from_url(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, Config
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
+    let parameters = || tls_parameters(host, ca_file);
+    let plain = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
     let builder = match tls.as_deref() {
-        None | Some("none") => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(url.port().unwrap_or(25)),
-        Some("starttls") => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-            .map_err(|_| invalid("cannot set up STARTTLS"))?
+        None | Some("none") => plain.port(url.port().unwrap_or(25)),
+        Some("starttls") => plain
+            .tls(Tls::Required(parameters()?))
             .port(url.port().unwrap_or(587)),
-        Some("tls") => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-            .map_err(|_| invalid("cannot set up TLS"))?
+        Some("tls") => plain
+            .tls(Tls::Wrapper(parameters()?))
             .port(url.port().unwrap_or(465)),
         Some(_) => return Err(invalid("tls must be starttls or tls")),
     };
@@ -119,6 +127,23 @@ fn smtp_from_url(raw: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, Config
         ))
     };
     Ok(builder.build())
+}
+
+/// What the TLS connection checks: the server's name (or address) against a certificate
+/// chaining to the public roots lettre carries, plus any in `ca_file`.
+fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, ConfigError> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    if let Some(path) = ca_file {
+        let shown = path.display().to_string();
+        let invalid = |why: String| ConfigError::invalid("SMTP_CA_FILE", &shown, why);
+        let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+        let certificate = Certificate::from_pem(&pem)
+            .map_err(|_| invalid("expected PEM certificates".to_owned()))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| ConfigError::invalid("SMTP_URL", host, format!("cannot set up TLS: {e}")))
 }
 
 fn percent_decode(text: &str) -> String {

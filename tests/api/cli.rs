@@ -305,6 +305,22 @@ async fn an_unknown_email_backend_stops_start_up_naming_the_variable() {
 }
 
 #[tokio::test]
+async fn a_missing_or_malformed_smtp_ca_file_stops_start_up_naming_the_variable() {
+    let app = spawn_app().await;
+    let not_pem = app.dir.path().join("not.pem");
+    std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n").unwrap();
+    let missing = app.dir.path().join("missing.pem");
+    for path in [&not_pem, &missing] {
+        let mut command = app.command(&["serve", "--bind", "127.0.0.1:0"]);
+        command
+            .env("EMAIL_BACKEND", "smtp")
+            .env("SMTP_URL", "smtp://127.0.0.1:1?tls=starttls")
+            .env("SMTP_CA_FILE", path);
+        assert_one_line_naming(command, "SMTP_CA_FILE").await;
+    }
+}
+
+#[tokio::test]
 async fn an_unsupported_database_url_stops_start_up_naming_the_variable() {
     let app = spawn_app().await;
     let mut command = app.command(&["serve", "--bind", "127.0.0.1:0"]);

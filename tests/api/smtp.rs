@@ -1,5 +1,6 @@
 //! Real SMTP delivery (API.md §1 `EMAIL_BACKEND=smtp`, `SMTP_URL`; §4): gatehouse talks
-//! to a minimal SMTP server started by the test on 127.0.0.1, over a plain connection.
+//! to a minimal SMTP server started by the test on 127.0.0.1, over a plain connection,
+//! STARTTLS or implicit TLS (with a certificate from a private CA the test makes).
 //! Reset mail goes through an outbox with retries, so a message accepted while the
 //! server is down arrives once it is back, even across a restart of gatehouse.
 
@@ -9,8 +10,8 @@ use reqwest::StatusCode;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 
 /// Longer than the first few back-off steps (1 s, 2 s, 4 s) together.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(20);
@@ -23,6 +24,8 @@ const NEW_PASSWORD: &str = "a-Brand-new-password-9";
 /// One message as the sink took it: the envelope and the raw DATA (dot-unstuffed).
 #[derive(Debug, Clone, Default)]
 struct Received {
+    /// The message came over TLS (STARTTLS or implicit).
+    tls: bool,
     from: String,
     to: Vec<String>,
     data: String,
@@ -39,7 +42,33 @@ impl Received {
 struct Sink {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// What happened to each connection, in order: "greeted", "failed handshake", and
+    /// each command's verb.
+    events: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How the sink offers TLS.
+#[derive(Clone)]
+enum SinkTls {
+    None,
+    /// Plain first; `STARTTLS` advertised and honoured.
+    StartTls(tokio_rustls::TlsAcceptor),
+    /// TLS from the first byte (port 465's way).
+    Implicit(tokio_rustls::TlsAcceptor),
+}
+
+/// Shared by every session of one sink.
+#[derive(Clone)]
+struct SinkState {
+    received: Arc<Mutex<Vec<Received>>>,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl SinkState {
+    fn event(&self, what: &str) {
+        self.events.lock().expect("sink lock").push(what.to_owned());
+    }
 }
 
 impl Drop for Sink {
@@ -49,26 +78,56 @@ impl Drop for Sink {
 }
 
 impl Sink {
-    /// Listens on 127.0.0.1:`port` (0: any free port).
+    /// Listens on 127.0.0.1:`port` (0: any free port), plain SMTP.
     async fn start(port: u16) -> Sink {
+        Sink::start_with(port, SinkTls::None).await
+    }
+
+    async fn start_with(port: u16, tls: SinkTls) -> Sink {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the SMTP sink");
         let port = listener.local_addr().expect("address").port();
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let store = Arc::clone(&received);
+        let state = SinkState {
+            received: Arc::default(),
+            events: Arc::default(),
+        };
+        let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 if let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(smtp_session(stream, Arc::clone(&store)));
+                    let state = shared.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        match tls {
+                            SinkTls::Implicit(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => {
+                                    smtp_session(Box::new(stream), state, None, true, true).await
+                                }
+                                Err(_) => state.event("failed handshake"),
+                            },
+                            SinkTls::StartTls(acceptor) => {
+                                smtp_session(Box::new(stream), state, Some(acceptor), false, true)
+                                    .await
+                            }
+                            SinkTls::None => {
+                                smtp_session(Box::new(stream), state, None, false, true).await
+                            }
+                        }
+                    });
                 }
             }
         });
         Sink {
             port,
-            received,
+            received: state.received,
+            events: state.events,
             task,
         }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().expect("sink lock").clone()
     }
 
     fn url(&self) -> String {
@@ -110,7 +169,7 @@ fn angle_address(command: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn read_line(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option<String> {
     let mut line = Vec::new();
     match reader.read_until(b'\n', &mut line).await {
         Ok(0) | Err(_) => None,
@@ -118,66 +177,115 @@ async fn read_line(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Op
     }
 }
 
-async fn smtp_session(stream: TcpStream, store: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
-    writer.write_all(b"220 sink ESMTP ready\r\n").await?;
-    let mut envelope = Received::default();
-    while let Some(line) = read_line(&mut reader).await {
-        let command = line.trim_end();
-        let verb = command
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let reply: &[u8] = match verb.as_str() {
-            "EHLO" | "HELO" => b"250 sink\r\n",
-            "MAIL" => {
-                envelope = Received {
-                    from: angle_address(command),
-                    ..Received::default()
-                };
-                b"250 OK\r\n"
-            }
-            "RCPT" => {
-                envelope.to.push(angle_address(command));
-                b"250 OK\r\n"
-            }
-            "RSET" => {
-                envelope = Received::default();
-                b"250 OK\r\n"
-            }
-            "NOOP" => b"250 OK\r\n",
-            "DATA" => {
-                writer
-                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
-                let mut data = String::new();
-                loop {
-                    let Some(line) = read_line(&mut reader).await else {
-                        return Ok(());
-                    };
-                    if line.trim_end_matches(['\r', '\n']) == "." {
-                        break;
-                    }
-                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
-                }
-                envelope.data = data;
-                store
-                    .lock()
-                    .expect("sink lock")
-                    .push(std::mem::take(&mut envelope));
-                b"250 OK queued\r\n"
-            }
-            "QUIT" => {
-                writer.write_all(b"221 Bye\r\n").await?;
-                return Ok(());
-            }
-            _ => b"502 Command not implemented\r\n",
+/// A connection, plain or TLS: one type, so that a session can go on over TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One SMTP session. With `starttls`, the sink advertises STARTTLS and, when asked,
+/// goes on in a new session over TLS on the same connection.
+fn smtp_session(
+    stream: Box<dyn Io>,
+    state: SinkState,
+    starttls: Option<tokio_rustls::TlsAcceptor>,
+    over_tls: bool,
+    greet: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let (reader, mut writer) = tokio::io::split(stream);
+        let mut reader = BufReader::new(reader);
+        // After STARTTLS the client speaks first (EHLO again); otherwise the server greets.
+        if greet && writer.write_all(b"220 sink ESMTP ready\r\n").await.is_err() {
+            return;
+        }
+        state.event("greeted");
+        let mut envelope = Received {
+            tls: over_tls,
+            ..Received::default()
         };
-        writer.write_all(reply).await?;
-    }
-    Ok(())
+        while let Some(line) = read_line(&mut reader).await {
+            let command = line.trim_end();
+            let verb = command
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            state.event(&verb);
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" | "HELO" if starttls.is_some() && !over_tls => {
+                    b"250-sink\r\n250 STARTTLS\r\n"
+                }
+                "EHLO" | "HELO" => b"250 sink\r\n",
+                "STARTTLS" if starttls.is_some() && !over_tls => {
+                    if writer.write_all(b"220 Go ahead\r\n").await.is_err() {
+                        return;
+                    }
+                    let stream = reader.into_inner().unsplit(writer);
+                    let acceptor = starttls.expect("checked above");
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            return smtp_session(Box::new(stream), state, None, true, false).await
+                        }
+                        Err(_) => return state.event("failed handshake"),
+                    }
+                }
+                "MAIL" => {
+                    envelope = Received {
+                        tls: over_tls,
+                        from: angle_address(command),
+                        ..Received::default()
+                    };
+                    b"250 OK\r\n"
+                }
+                "RCPT" => {
+                    envelope.to.push(angle_address(command));
+                    b"250 OK\r\n"
+                }
+                "RSET" => {
+                    envelope = Received {
+                        tls: over_tls,
+                        ..Received::default()
+                    };
+                    b"250 OK\r\n"
+                }
+                "NOOP" => b"250 OK\r\n",
+                "DATA" => {
+                    if writer
+                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut data = String::new();
+                    loop {
+                        let Some(line) = read_line(&mut reader).await else {
+                            return;
+                        };
+                        if line.trim_end_matches(['\r', '\n']) == "." {
+                            break;
+                        }
+                        data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                    }
+                    envelope.data = data;
+                    state
+                        .received
+                        .lock()
+                        .expect("sink lock")
+                        .push(std::mem::take(&mut envelope));
+                    envelope.tls = over_tls;
+                    b"250 OK queued\r\n"
+                }
+                "QUIT" => {
+                    let _ = writer.write_all(b"221 Bye\r\n").await;
+                    return;
+                }
+                _ => b"502 Command not implemented\r\n",
+            };
+            if writer.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// A server that accepts connections and never says a word: an SMTP client waits on it
@@ -402,4 +510,202 @@ async fn a_restart_of_gatehouse_loses_no_queued_message() {
     assert_eq!((reply.status, reply.body), (StatusCode::OK, reset_done()));
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
     stop_serve(second).await;
+}
+
+// ---- TLS (SMTP_URL `?tls=starttls` and `?tls=tls`, SMTP_CA_FILE) ----
+
+/// A private CA and a certificate it signed for 127.0.0.1, made with the openssl command
+/// (Debian's `openssl`) in `dir`. Returns the CA's PEM path and the sink's acceptor.
+fn private_ca_and_acceptor(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, tokio_rustls::TlsAcceptor) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (Debian: apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gatehouse test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "sink.key",
+                "-out",
+                "sink.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("sink.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write sink.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "sink.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "sink.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "sink.ext",
+    ]);
+    let chain = CertificateDer::pem_file_iter(dir.join("sink.pem"))
+        .expect("sink.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("sink.pem certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("sink.key")).expect("sink.key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    (
+        dir.join("ca.pem"),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+    )
+}
+
+async fn tls_app(url: &str, ca_file: Option<&std::path::Path>) -> TestApp {
+    let mut settings = vec![
+        ("EMAIL_BACKEND", "smtp".to_owned()),
+        ("SMTP_URL", url.to_owned()),
+    ];
+    if let Some(path) = ca_file {
+        settings.push(("SMTP_CA_FILE", path.display().to_string()));
+    }
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    spawn_app_with(&settings).await
+}
+
+/// Waits until the sink has recorded `event`.
+async fn wait_for_event(sink: &Sink, event: &str) {
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while !sink.events().iter().any(|e| e == event) {
+        assert!(
+            Instant::now() < deadline,
+            "no {event:?} at the sink: {:?}",
+            sink.events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_deliver_to_a_server_of_a_private_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, acceptor) = private_ca_and_acceptor(dir.path());
+    for (mode, tls) in [
+        ("starttls", SinkTls::StartTls(acceptor.clone())),
+        ("tls", SinkTls::Implicit(acceptor.clone())),
+    ] {
+        let sink = Sink::start_with(0, tls).await;
+        let app = tls_app(
+            &format!("smtp://127.0.0.1:{}?tls={mode}", sink.port),
+            Some(&ca),
+        )
+        .await;
+        app.register_ok("monica").await;
+        request_quickly(&app, "monica@example.com").await;
+        let received = sink.wait_for("monica@example.com", 1).await.remove(0);
+        assert!(received.tls, "{mode}: the message came in the clear");
+        let mail = received.mail();
+        let reply = confirm(&app, &mail.uid(), &mail.token(), NEW_PASSWORD).await;
+        assert_eq!(
+            (reply.status, reply.body),
+            (StatusCode::OK, reset_done()),
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_gatehouse_does_not_trust_gets_no_mail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, acceptor) = private_ca_and_acceptor(dir.path());
+    // Without SMTP_CA_FILE the private CA is unknown: the handshake fails, nothing is sent.
+    let sink = Sink::start_with(0, SinkTls::Implicit(acceptor)).await;
+    let app = tls_app(&format!("smtp://127.0.0.1:{}?tls=tls", sink.port), None).await;
+    app.register_ok("ross").await;
+    request_quickly(&app, "ross@example.com").await;
+    wait_for_event(&sink, "failed handshake").await;
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+}
+
+#[tokio::test]
+async fn starttls_never_falls_back_to_plain_text() {
+    // A server that does not offer STARTTLS (or had it stripped on the way): gatehouse
+    // hangs up after EHLO instead of sending the token in the clear.
+    let sink = Sink::start(0).await;
+    let app = tls_app(
+        &format!("smtp://127.0.0.1:{}?tls=starttls", sink.port),
+        None,
+    )
+    .await;
+    app.register_ok("rachel").await;
+    request_quickly(&app, "rachel@example.com").await;
+    wait_for_event(&sink, "EHLO").await;
+    // The client has read the EHLO answer and gone by the time it opens another
+    // connection (the outbox retries after 1 s) or says QUIT.
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while sink.events().iter().filter(|e| *e == "greeted").count() < 2
+        && !sink.events().iter().any(|e| e == "QUIT")
+    {
+        assert!(Instant::now() < deadline, "{:?}", sink.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = sink.events();
+    assert!(
+        !events.iter().any(|e| e == "MAIL" || e == "DATA"),
+        "{events:?}"
+    );
+    assert!(sink.messages().is_empty());
 }
