@@ -3,9 +3,13 @@
 //! Written here rather than using `axum::serve`, which offers no way to bound how long a
 //! client may take over its request headers, how large they may be, or how many
 //! connections are open (issue #5: the slowloris defence). hyper's HTTP/1 connection
-//! builder has those settings, and hyper-util's `GracefulShutdown` gives the SIGTERM
-//! drain of API.md §8: stop accepting, let every open connection finish its in-flight
-//! request, then return.
+//! builder has those settings.
+//!
+//! The SIGTERM drain of API.md §8 is here too: stop accepting, let every open connection
+//! finish its in-flight request, then return. hyper-util's `GracefulShutdown` is not
+//! enough for it: hyper closes a connection that has not sent a byte yet the moment it is
+//! asked to shut down, so a request that was on its way (queued in the kernel, or just
+//! accepted) would go unanswered, and a proxy cannot safely resend a POST (issue #9).
 //!
 //! HTTP/1.1 only: it is what browsers, API clients and reverse proxies (nginx's
 //! `proxy_pass`) speak to an upstream, and HTTP/2's connection preface and pings would
@@ -17,15 +21,24 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tower_http::normalize_path::NormalizePath;
+
+/// At shutdown, how long a connection that has sent nothing yet may take to send its
+/// request before it is closed (at most the client timeout). A proxy writes its request
+/// right after connecting, so this is only ever waited out by an idle client.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// hyper's read buffer: what it reads of a request head at most. Requests over
 /// `GATEHOUSE_MAX_HEADER_BYTES` but under this get a 431 in DRF's shape from the
@@ -49,10 +62,13 @@ pub async fn serve(
         // nothing at all, or sits idle between keep-alive requests.
         .header_read_timeout(limits.client_timeout)
         .max_buf_size(read_buffer_bytes(&limits));
+    let grace = FIRST_REQUEST_GRACE.min(limits.client_timeout);
 
     // Past the cap, new connections wait in the kernel's backlog until one closes.
     let open_connections = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // `true` once the drain has begun. Every connection task holds a receiver, so
+    // `closed()` on the sender resolves when the last of them has finished.
+    let (draining, drain_watch) = watch::channel(false);
     let serve_connection = |stream: TcpStream,
                             peer: SocketAddr,
                             slot: Option<OwnedSemaphorePermit>| {
@@ -62,15 +78,31 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
         });
+        let (stream, first_read) = FirstRead::new(stream);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let mut drain_watch = drain_watch.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            // Errors here are the client's doing (reset, garbage, timeout): not ours to log
-            // above debug.
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                biased;
+                result = connection.as_mut() => result,
+                () = drain_begun(&mut drain_watch) => {
+                    if !first_read.seen() {
+                        tokio::select! {
+                            biased;
+                            result = connection.as_mut() => return log_end(result),
+                            () = first_read.wait() => {}
+                            () = tokio::time::sleep(grace) => {}
+                        }
+                    }
+                    // Finishes the request in flight, answers it with
+                    // `Connection: close`, then ends.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            log_end(result);
         });
     };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -102,9 +134,24 @@ pub async fn serve(
     for (stream, peer) in accept_pending(listener) {
         serve_connection(stream, peer, None);
     }
-    graceful.shutdown().await;
+    drop(drain_watch);
+    let _ = draining.send(true);
+    draining.closed().await;
     tracing::info!("every request finished; stopping");
     Ok(())
+}
+
+async fn drain_begun(drain_watch: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: the server has stopped, so drain too.
+    let _ = drain_watch.wait_for(|draining| *draining).await;
+}
+
+fn log_end(result: Result<(), hyper::Error>) {
+    // Errors here are the client's doing (reset, garbage, timeout): not ours to log
+    // above debug.
+    if let Err(error) = result {
+        tracing::debug!(error = %error, "connection ended with an error");
+    }
 }
 
 /// Accepts, without waiting, every connection already queued on `listener`, and closes it.
@@ -114,13 +161,103 @@ fn accept_pending(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
     };
     let mut pending = Vec::new();
     // The socket is still non-blocking: `accept` answers WouldBlock once the queue is empty.
-    while let Ok((stream, peer)) = listener.accept() {
-        let stream = stream
-            .set_nonblocking(true)
-            .and_then(|()| TcpStream::from_std(stream));
-        if let Ok(stream) = stream {
-            pending.push((stream, peer));
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    pending.push((stream, peer));
+                }
+            }
+            // A client that gave up while queued, or a signal: the next one may be fine.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return pending,
         }
     }
-    pending
+}
+
+/// A connection that tells when its client has sent the first bytes.
+struct FirstRead {
+    stream: TcpStream,
+    seen: Arc<FirstReadSeen>,
+}
+
+#[derive(Default)]
+struct FirstReadSeen {
+    seen: AtomicBool,
+    notify: Notify,
+}
+
+impl FirstRead {
+    fn new(stream: TcpStream) -> (FirstRead, Arc<FirstReadSeen>) {
+        let seen = Arc::new(FirstReadSeen::default());
+        let wrapped = FirstRead {
+            stream,
+            seen: Arc::clone(&seen),
+        };
+        (wrapped, seen)
+    }
+}
+
+impl FirstReadSeen {
+    fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        // `notify_one` keeps its permit until this waits, so no wake-up is missed.
+        self.notify.notified().await;
+    }
+}
+
+impl AsyncRead for FirstRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before && !this.seen.seen.swap(true, Ordering::AcqRel) {
+            this.seen.notify.notify_one();
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for FirstRead {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }

@@ -76,6 +76,18 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// Spawns an app with extra routes mounted under the real middleware.
 pub async fn spawn_app_full(overrides: &[(&str, &str)], extra: axum::Router<AppState>) -> TestApp {
+    spawn_app_until(overrides, extra, std::future::pending())
+        .await
+        .0
+}
+
+/// Spawns an app that drains and stops as SIGTERM would make it when `shutdown`
+/// completes; the handle resolves once it has stopped.
+pub async fn spawn_app_until(
+    overrides: &[(&str, &str)],
+    extra: axum::Router<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     gatehouse::telemetry::init_for_tests();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(&dir).await;
@@ -98,13 +110,14 @@ pub async fn spawn_app_full(overrides: &[(&str, &str)], extra: axum::Router<AppS
         .await
         .expect("app starts");
     let address = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
+    let running = tokio::spawn(app.run_until(shutdown));
+    let app = TestApp {
         address,
         client: reqwest::Client::new(),
         database_url,
         dir,
-    }
+    };
+    (app, running)
 }
 
 /// A new SQLite file, or a new PostgreSQL database on the `TEST_DATABASE_URL` server.

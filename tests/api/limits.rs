@@ -259,3 +259,54 @@ async fn past_its_wait_for_a_hashing_slot_a_request_gets_503_with_retry_after() 
         assert_eq!(reply.header("retry-after"), Some("1"));
     }
 }
+
+// ---- the SIGTERM drain (API.md §8, issue #9) ----
+
+#[tokio::test]
+async fn at_shutdown_requests_already_queued_are_answered() {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (app, running) = spawn_app_until(
+        &[("GATEHOUSE_MAX_CONNECTIONS", "1")],
+        axum::Router::new(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await;
+    let address = host_port(&app);
+    // An idle client holds the only slot, so the next five wait in the kernel's queue,
+    // their requests written, not yet accepted.
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = format!("GET /api/health/ HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        queued.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    stop.send(()).unwrap();
+    for (i, stream) in queued.iter_mut().enumerate() {
+        let answer = read_until_closed(stream, Duration::from_secs(10)).await;
+        let answer = answer.unwrap_or_default();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "queued request {i}: {answer:?}"
+        );
+    }
+    // The idle client, which never sent a request, is let go; then the server stops.
+    assert!(read_until_closed(&mut idle, Duration::from_secs(10))
+        .await
+        .is_some());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the server stopped")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(&address).await.is_err(),
+        "still listening"
+    );
+}
