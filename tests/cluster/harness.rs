@@ -59,7 +59,9 @@ fn free_port_block(count: u16) -> u16 {
             .unwrap()
             .subsec_nanos() as u64;
     for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_mul(2_654_435_761) + attempt * 7_919) % 30_000) as u16;
+        // Below Linux's ephemeral range (32768 up), where outgoing connections take
+        // their ports: an instance started again must find its port free.
+        let base = 10_000 + ((seed.wrapping_mul(2_654_435_761) + attempt * 7_919) % 22_000) as u16;
         if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
