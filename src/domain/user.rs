@@ -39,8 +39,27 @@ pub struct User {
 }
 
 /// DRF's `DateTimeField` output in UTC: ISO 8601 with microseconds and `Z`.
+///
+/// Written field by field rather than with chrono's `format`, which interprets its
+/// pattern anew on every call: every `me` answer writes two of these, and the pattern
+/// cost more than a tenth of that request's CPU (bench/RESULTS.md). The same text as
+/// `%Y-%m-%dT%H:%M:%S%.6fZ`; years outside 0–9999 and leap seconds, which `%Y` and `%S`
+/// write differently, still go through chrono.
 pub fn format_timestamp(at: &DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (at.year(), at.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        nanos / 1000
+    )
 }
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -54,5 +73,38 @@ fn rfc3339_opt<S: Serializer>(
     match at {
         Some(at) => rfc3339(at, serializer),
         None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_read_as_chronos_pattern_writes_them() {
+        let pattern = |at: &DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let mut seconds: i64 = 0;
+        for step in 0..2000u32 {
+            // Dates from 1970 to about 2190, with every kind of fraction.
+            seconds += 3_456_789 + i64::from(step) * 17;
+            let nanos = step.wrapping_mul(2_654_435_761) % 1_000_000_000;
+            let at = Utc.timestamp_opt(seconds, nanos).unwrap();
+            assert_eq!(format_timestamp(&at), pattern(&at));
+        }
+        for at in [
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+            // A leap second: chrono holds it as 59 s and a nanosecond count past 10⁹.
+            Utc.timestamp_opt(1_483_228_799, 1_500_000_000).unwrap(),
+        ] {
+            assert_eq!(format_timestamp(&at), pattern(&at));
+        }
+        assert_eq!(
+            format_timestamp(&Utc.timestamp_opt(1_700_000_000, 120_000).unwrap()),
+            "2023-11-14T22:13:20.000120Z"
+        );
     }
 }
