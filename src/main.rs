@@ -15,14 +15,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // Held to the end of `main`: dropping it writes out the log lines still queued.
-    let _log = match gatehouse::telemetry::init() {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    if let Err(error) = gatehouse::telemetry::init() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
