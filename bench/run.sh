@@ -21,7 +21,9 @@
 # THREADS (wrk threads, 2), SERVERS ("ceiling gatehouse django"),
 # SCENARIOS ("me login register refresh mixed"), RESULTS (bench/RESULTS.md; "-" prints
 # the section instead), GATEHOUSE_ENV (extra VAR=value words for gatehouse, to try a
-# setting), KEEP (1: keep the work directory with logs and databases).
+# setting), GATEHOUSE_BIN (a gatehouse binary to measure instead of this tree's release
+# build, to compare two builds in one sitting), KEEP (1: keep the work directory with
+# logs and databases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -60,7 +62,7 @@ done
 
 say "building gatehouse and the examples (release)"
 cargo build --release --quiet --bin gatehouse --example ceiling --example hash_time
-GATEHOUSE=$ROOT/target/release/gatehouse
+GATEHOUSE=${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}
 CEILING=$ROOT/target/release/examples/ceiling
 if [[ " $SERVERS " == *" django "* ]]; then
   say "installing the Django reference (bench/django/.venv)"

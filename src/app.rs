@@ -5,7 +5,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::{Config, ConfigError};
 use crate::domain::PasswordPolicy;
 use crate::email::{run_outbox_worker, OutboxSignal, ResetMail, Transport};
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::{self, Store, StoreError};
 use axum::Router;
 use secrecy::SecretString;
@@ -52,14 +52,14 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
         config.access_token_lifetime,
         config.refresh_token_lifetime,
     );
-    Ok(AppState {
+    Ok(AppState::from(Services {
         store,
         tokens: Arc::new(tokens),
         hasher: PasswordHasher::new(config.hash_concurrency).with_wait(config.limits.hash_wait),
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
         outbox: OutboxSignal::default(),
-    })
+    }))
 }
 
 /// API.md §1: with no SECRET_KEY, one is generated once and kept in the database, so

@@ -209,7 +209,8 @@ pub struct Config {
     pub password_min_length: usize,
     pub rate_limit: bool,
     /// How many password hashes may run at once (`GATEHOUSE_HASH_CONCURRENCY`, default:
-    /// one less than the cores, at least one, so a login flood leaves a core to the rest).
+    /// the cores; the hash threads run at the lowest priority, so requests still come
+    /// first during a login flood: `auth::passwords`).
     pub hash_concurrency: usize,
     /// How many database connections each instance keeps (`DATABASE_POOL_SIZE`).
     pub database_pool_size: u32,
@@ -435,11 +436,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_PASSWORD_RESET_URL.to_owned()),
             password_min_length: number("PASSWORD_MIN_LENGTH", 8, 1)?,
             rate_limit,
-            hash_concurrency: number(
-                "GATEHOUSE_HASH_CONCURRENCY",
-                cores.saturating_sub(1).max(1),
-                1,
-            )?,
+            hash_concurrency: number("GATEHOUSE_HASH_CONCURRENCY", cores, 1)?,
             database_pool_size: number("DATABASE_POOL_SIZE", 10, 1)? as u32,
             throttles,
             lockout,
