@@ -55,7 +55,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
     Ok(AppState::from(Services {
         store,
         tokens: Arc::new(tokens),
-        hasher: PasswordHasher::new(config.hash_concurrency).with_wait(config.limits.hash_wait),
+        hasher: PasswordHasher::with_priority(config.hash_concurrency, config.hash_priority)
+            .with_wait(config.limits.hash_wait),
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
         outbox: OutboxSignal::default(),

@@ -27,6 +27,17 @@ impl ConfigError {
     }
 }
 
+/// The CPU priority of the password-hashing threads (`GATEHOUSE_HASH_PRIORITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashPriority {
+    /// The lowest (Linux's `SCHED_IDLE`): hashing takes only the CPU nothing else wants,
+    /// so request handling comes first during a login flood. For a machine of its own.
+    Idle,
+    /// Like every other thread: for a machine shared with other busy programs (a
+    /// database, say), where `Idle` hashing would get almost no CPU and logins would wait.
+    Normal,
+}
+
 /// Where emails go (API.md §1 `EMAIL_BACKEND`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailBackend {
@@ -212,6 +223,8 @@ pub struct Config {
     /// the cores; the hash threads run at the lowest priority, so requests still come
     /// first during a login flood: `auth::passwords`).
     pub hash_concurrency: usize,
+    /// `GATEHOUSE_HASH_PRIORITY`: whether the hash threads yield to everything else.
+    pub hash_priority: HashPriority,
     /// How many database connections each instance keeps (`DATABASE_POOL_SIZE`).
     pub database_pool_size: u32,
     pub throttles: Throttles,
@@ -437,6 +450,17 @@ impl Config {
             password_min_length: number("PASSWORD_MIN_LENGTH", 8, 1)?,
             rate_limit,
             hash_concurrency: number("GATEHOUSE_HASH_CONCURRENCY", cores, 1)?,
+            hash_priority: match get("GATEHOUSE_HASH_PRIORITY").as_deref().map(str::trim) {
+                None | Some("idle") => HashPriority::Idle,
+                Some("normal") => HashPriority::Normal,
+                Some(other) => {
+                    return Err(ConfigError::invalid(
+                        "GATEHOUSE_HASH_PRIORITY",
+                        other,
+                        "expected idle or normal",
+                    ))
+                }
+            },
             database_pool_size: number("DATABASE_POOL_SIZE", 10, 1)? as u32,
             throttles,
             lockout,
@@ -507,6 +531,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("invalid GATEHOUSE_THROTTLE_LOGIN"));
+    }
+
+    #[test]
+    fn hash_priority_is_idle_normal_or_refused() {
+        assert_eq!(config(&[]).unwrap().hash_priority, HashPriority::Idle);
+        let normal = config(&[("GATEHOUSE_HASH_PRIORITY", "normal")]).unwrap();
+        assert_eq!(normal.hash_priority, HashPriority::Normal);
+        assert!(config(&[("GATEHOUSE_HASH_PRIORITY", "high")])
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid GATEHOUSE_HASH_PRIORITY"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! departing from its `spawn_blocking`: see `HashPool`).
 
 use super::django_hashers::{DjangoHash, ARGON2_PREFIX};
+use crate::config::HashPriority;
 use crate::domain::password::MAX_PASSWORD_BYTES;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -71,7 +72,12 @@ pub enum Verified {
 
 impl PasswordHasher {
     /// `concurrency` is how many hashes may run at once; more wait for a slot.
+    /// `concurrency` hash threads at the lowest priority (`HashPriority::Idle`).
     pub fn new(concurrency: usize) -> Self {
+        Self::with_priority(concurrency, HashPriority::Idle)
+    }
+
+    pub fn with_priority(concurrency: usize, priority: HashPriority) -> Self {
         let params = Params::new(
             OWASP_MEMORY_KIB,
             OWASP_ITERATIONS,
@@ -86,7 +92,7 @@ impl PasswordHasher {
         let concurrency = concurrency.max(1);
         Self {
             slots: Arc::new(Semaphore::new(concurrency)),
-            pool: HashPool::start(concurrency),
+            pool: HashPool::start(concurrency, priority),
             wait: Duration::from_secs(5),
             memory: Arc::new(Mutex::new(vec![memory])),
             params,
@@ -166,9 +172,13 @@ impl PasswordHasher {
         let span = tracing::Span::current();
         let (done, result) = oneshot::channel();
         self.pool.submit(Box::new(move || {
-            let _permit = permit;
+            let outcome = span.in_scope(work);
+            // The slot is free before the answer leaves: this thread runs at the lowest
+            // priority, and on a busy machine it may not run again for a while after
+            // the send, so a client's next request would find its own slot still taken.
+            drop(permit);
             // The request may be gone by now; its answer then has nowhere to go.
-            let _ = done.send(span.in_scope(work));
+            let _ = done.send(outcome);
         }))?;
         // A computation that panicked drops `done` unsent.
         result.await.map_err(|_| HashError::PoolClosed)
@@ -195,7 +205,7 @@ struct HashPool {
 }
 
 impl HashPool {
-    fn start(threads: usize) -> Self {
+    fn start(threads: usize, priority: HashPriority) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..threads {
@@ -203,7 +213,9 @@ impl HashPool {
             std::thread::Builder::new()
                 .name("gatehouse-hash".to_owned())
                 .spawn(move || {
-                    lower_priority();
+                    if priority == HashPriority::Idle {
+                        lower_priority();
+                    }
                     loop {
                         // The guard is dropped before the job runs, so idle threads
                         // take the next jobs meanwhile.

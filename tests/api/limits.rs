@@ -310,3 +310,68 @@ async fn at_shutdown_requests_already_queued_are_answered() {
         "still listening"
     );
 }
+
+// ---- the password-hashing threads' priority (GATEHOUSE_HASH_PRIORITY) ----
+
+/// The scheduling policy (`/proc/…/stat` field 41) of each of this process's threads
+/// named `gatehouse-hash`, by thread id.
+#[cfg(target_os = "linux")]
+fn hash_thread_policies() -> std::collections::HashMap<String, u32> {
+    let mut policies = std::collections::HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != "gatehouse-hash" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the command name, which is in brackets, start at field 3.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let policy = after
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|f| f.parse().ok());
+        if let Some(policy) = policy {
+            policies.insert(task.file_name().to_string_lossy().into_owned(), policy);
+        }
+    }
+    policies
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hashing_runs_at_the_lowest_priority_unless_told_otherwise() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    for (setting, expected) in [(None, SCHED_IDLE), (Some("normal"), SCHED_OTHER)] {
+        let before = hash_thread_policies();
+        let overrides: Vec<(&str, &str)> = setting
+            .map(|value| {
+                vec![
+                    ("GATEHOUSE_HASH_PRIORITY", value),
+                    ("GATEHOUSE_HASH_CONCURRENCY", "2"),
+                ]
+            })
+            .unwrap_or_else(|| vec![("GATEHOUSE_HASH_CONCURRENCY", "2")]);
+        let app = spawn_app_with(&overrides).await;
+        app.register_ok("hasher").await;
+        app.login_ok("hasher").await;
+        // Each thread sets its priority as it starts: give a slow start a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let new: Vec<u32> = hash_thread_policies()
+                .into_iter()
+                .filter(|(tid, _)| !before.contains_key(tid))
+                .map(|(_, policy)| policy)
+                .collect();
+            if new == vec![expected; 2] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{setting:?}: {new:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
