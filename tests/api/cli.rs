@@ -7,34 +7,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// How long any one command may take before the test calls it hung.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs `command` to completion, with `stdin` written to its standard input (closed
-/// right after), and returns its exit status and output.
 async fn run(command: std::process::Command, stdin: Option<&str>) -> Output {
-    let mut command = tokio::process::Command::from(command);
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawn gatehouse");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        pipe.write_all(text.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("the command finishes in time")
-        .expect("wait for gatehouse")
+    run_command(command, stdin, COMMAND_TIMEOUT).await
 }
 
 fn describe(output: &Output) -> String {

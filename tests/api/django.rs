@@ -12,10 +12,9 @@ use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
 
 /// What every Django-made user's password is, unless a test says otherwise.
 const PASSWORD: &str = "django-Made-passw0rd";
@@ -113,26 +112,8 @@ fn django_python() -> Option<PathBuf> {
     python
 }
 
-async fn run(mut command: tokio::process::Command, stdin: Option<&str>) -> Output {
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawn command");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        pipe.write_all(text.as_bytes()).await.expect("write stdin");
-        drop(pipe);
-    }
-    tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("the command finishes in time")
-        .expect("wait for the command")
+async fn run(command: tokio::process::Command, stdin: Option<&str>) -> Output {
+    run_command(command, stdin, COMMAND_TIMEOUT).await
 }
 
 fn assert_success(what: &str, output: &Output) {
@@ -195,26 +176,12 @@ async fn schema(database_url: &str, everything: bool) -> Vec<String> {
 
 /// Every row of `auth_user`, as text.
 async fn auth_user_rows(database_url: &str) -> Vec<String> {
-    use sqlx::Connection;
     let query = "SELECT CAST(id AS text) || ' ' || username || ' ' || email || ' ' || password \
                  || ' ' || coalesce(CAST(last_login AS text), '-') FROM auth_user ORDER BY id";
-    if database_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(database_url)
-            .await
-            .expect("open sqlite");
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .expect("read auth_user")
-    } else {
-        let mut conn = sqlx::PgConnection::connect(database_url)
-            .await
-            .expect("open postgres");
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .expect("read auth_user")
-    }
+    with_test_database!(database_url, |conn| sqlx::query_scalar(query)
+        .fetch_all(&mut conn)
+        .await
+        .expect("read auth_user"))
 }
 
 #[tokio::test]
@@ -362,14 +329,7 @@ async fn hashes_gatehouse_cannot_read_are_a_failed_login_never_an_error() {
     }
     // Nothing was "upgraded" or otherwise written.
     assert_eq!(auth_user_rows(&django.database_url).await, before);
-    let health = Reply::read(
-        app.client
-            .get(app.url("/api/health/"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let health = app.get("/api/health/").await;
     assert_eq!(health.status, StatusCode::OK);
 }
 

@@ -54,7 +54,7 @@ fn health_ok() -> Value {
 async fn an_unknown_path_is_404_not_found() {
     let app = spawn_app().await;
     for path in ["/api/nope/", "/api/nope", "/", "/api/users/me/extra/"] {
-        let reply = Reply::read(app.client.get(app.url(path)).send().await.expect("request")).await;
+        let reply = app.get(path).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(reply.body, json!({"detail": "Not found."}), "{path}");
     }

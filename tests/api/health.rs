@@ -13,14 +13,7 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn health_reports_a_reachable_database() {
     let app = spawn_app().await;
-    let reply = Reply::read(
-        app.client
-            .get(app.url("/api/health/"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = app.get("/api/health/").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, json!({"status": "ok", "database": "ok"}));
 }

@@ -11,6 +11,27 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tempfile::TempDir;
 
+/// Runs `body` with `conn`, a fresh connection to the SQLite or PostgreSQL test database
+/// at `url`: one body for both backends, type-checked against each.
+macro_rules! with_test_database {
+    ($url:expr, |$conn:ident| $body:expr) => {{
+        use sqlx::Connection;
+        let url: &str = $url;
+        if url.starts_with("sqlite:") {
+            let mut $conn = sqlx::SqliteConnection::connect(url)
+                .await
+                .expect("open sqlite");
+            $body
+        } else {
+            let mut $conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("open postgres");
+            $body
+        }
+    }};
+}
+pub(crate) use with_test_database;
+
 /// The SECRET_KEY every test app signs with, so tests can mint tokens as SimpleJWT would.
 pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdef0123456789abcdef";
 /// Passes every password rule.
@@ -157,6 +178,17 @@ impl TestApp {
             self.client
                 .post(self.url(path))
                 .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(
+            self.client
+                .get(self.url(path))
                 .send()
                 .await
                 .expect("request"),
@@ -314,47 +346,21 @@ impl TestApp {
     /// Runs one SQL statement on this app's database, for arranging states the API has no
     /// route for yet (e.g. an inactive user). Never used to check an outcome.
     pub async fn execute_sql(&self, statement: &str) {
-        use sqlx::Connection;
-        if self.database_url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("open sqlite");
+        with_test_database!(&self.database_url, |conn| {
             sqlx::query(statement)
                 .execute(&mut conn)
                 .await
                 .expect("sql");
-        } else {
-            let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("open postgres");
-            sqlx::query(statement)
-                .execute(&mut conn)
-                .await
-                .expect("sql");
-        }
+        })
     }
 
     /// Reads one number from this app's database: only for housekeeping that no route
     /// shows (what the purge removed).
     pub async fn query_count(&self, statement: &str) -> i64 {
-        use sqlx::Connection;
-        if self.database_url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("open sqlite");
-            sqlx::query_scalar(statement)
-                .fetch_one(&mut conn)
-                .await
-                .expect("sql")
-        } else {
-            let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("open postgres");
-            sqlx::query_scalar(statement)
-                .fetch_one(&mut conn)
-                .await
-                .expect("sql")
-        }
+        with_test_database!(&self.database_url, |conn| sqlx::query_scalar(statement)
+            .fetch_one(&mut conn)
+            .await
+            .expect("sql"))
     }
 }
 
@@ -389,4 +395,35 @@ pub async fn spawn_app_on(database_url: &str, dir: TempDir) -> TestApp {
         database_url: database_url.to_owned(),
         dir,
     }
+}
+
+/// Runs `command` to completion within `limit`, with `stdin` written to its standard
+/// input (closed right after), and returns its exit status and output.
+pub async fn run_command(
+    command: impl Into<tokio::process::Command>,
+    stdin: Option<&str>,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let mut command = command.into();
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn the command");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(text.as_bytes()).await.expect("write stdin");
+        drop(pipe);
+    }
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .expect("the command finishes in time")
+        .expect("wait for the command")
 }

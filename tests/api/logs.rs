@@ -102,21 +102,11 @@ async fn start(dir: &std::path::Path, database_url: &str, format: &str) -> Serve
 }
 
 async fn stored_hashes(database_url: &str) -> Vec<String> {
-    use sqlx::Connection;
     let query = "SELECT password FROM auth_user";
-    if database_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-    }
+    with_test_database!(database_url, |conn| sqlx::query_scalar(query)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap())
 }
 
 #[tokio::test]

@@ -4,27 +4,13 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
-use sqlx::Connection;
 
 /// Every value of the first column of `query`, as text.
 async fn strings(app: &TestApp, query: &str) -> Vec<String> {
-    if app.database_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .unwrap();
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .unwrap();
-        sqlx::query_scalar(query)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-    }
+    with_test_database!(&app.database_url, |conn| sqlx::query_scalar(query)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap())
 }
 
 async fn tables(app: &TestApp) -> Vec<String> {
