@@ -29,6 +29,18 @@
 macro_rules! impl_store {
     ($store:ty) => {
         impl $store {
+            /// A write transaction holding account `account`'s login-guard lock. Every
+            /// change to an account's counts runs under it: a count changed between
+            /// another attempt's read and write would be lost.
+            async fn begin_login_change(
+                &self,
+                account: &str,
+            ) -> Result<Transaction<'_, Db>, sqlx::Error> {
+                let mut tx = self.begin_write().await?;
+                self.lock(&mut tx, login_lock_key(account)).await?;
+                Ok(tx)
+            }
+
             /// A new password: stores the hash, moves the token cut-off to `now` and ends
             /// every session of the user but `keep` (API.md §5: a password change ends
             /// sessions, whatever route it came by).
@@ -593,8 +605,7 @@ macro_rules! impl_store {
                 policy: &LockoutPolicy,
                 now: i64,
             ) -> Result<Option<u64>, StoreError> {
-                let mut tx = self.begin_write().await?;
-                self.lock(&mut tx, login_lock_key(account)).await?;
+                let mut tx = self.begin_login_change(account).await?;
                 let rows: Vec<(String, i64, i64)> = sqlx::query_as(sql::LOGIN_FAILURES)
                     .bind(account)
                     .bind(client)
@@ -641,10 +652,7 @@ macro_rules! impl_store {
                 account: &str,
                 client: &str,
             ) -> Result<(), StoreError> {
-                // Under the account's lock, as every change to its counts: a count taken
-                // back between another attempt's read and write would be lost.
-                let mut tx = self.begin_write().await?;
-                self.lock(&mut tx, login_lock_key(account)).await?;
+                let mut tx = self.begin_login_change(account).await?;
                 sqlx::query(sql::LOGIN_UNCOUNT)
                     .bind(account)
                     .bind(client)
@@ -660,11 +668,11 @@ macro_rules! impl_store {
                 client: &str,
                 now: i64,
             ) -> Result<(), StoreError> {
-                let mut tx = self.begin_write().await?;
-                self.lock(&mut tx, login_lock_key(account)).await?;
-                // The attempt was counted up front: take it back from the account-wide
-                // count, and clear this client's.
-                for statement in [sql::LOGIN_UNCOUNT, sql::LOGIN_CLEAR_CLIENT] {
+                let mut tx = self.begin_login_change(account).await?;
+                // The attempt was counted up front: clear this client's count, then take
+                // the attempt back from the account-wide one (the only row left for
+                // LOGIN_UNCOUNT to change).
+                for statement in [sql::LOGIN_CLEAR_CLIENT, sql::LOGIN_UNCOUNT] {
                     sqlx::query(statement)
                         .bind(account)
                         .bind(client)
@@ -682,8 +690,7 @@ macro_rules! impl_store {
             }
 
             async fn forget_login_history(&self, account: &str) -> Result<(), StoreError> {
-                let mut tx = self.begin_write().await?;
-                self.lock(&mut tx, login_lock_key(account)).await?;
+                let mut tx = self.begin_login_change(account).await?;
                 for statement in [sql::LOGIN_CLEAR_ACCOUNT, sql::LOGIN_FORGET_CLIENTS] {
                     sqlx::query(statement)
                         .bind(account)
