@@ -19,8 +19,10 @@
 //!   tables to `auth_user`);
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite), `async fn lock(tx, key)` (serialises
-//!   migrations and superuser changes across instances) and `async fn fetch_hot(query)`
-//!   (runs the one query of every authenticated request, the access check).
+//!   migrations and superuser changes across instances), `fn access_check_in_place(id,
+//!   sid)` (answers the access check, the one query of every authenticated request,
+//!   without a round trip, where the backend can: `Some(answer)`) and `async fn
+//!   fetch_hot(query)` (runs that query otherwise).
 //!
 //! A macro rather than generics over `sqlx::Database`: the bounds sqlx needs for a
 //! generic executor are longer than the code they would save, and a macro keeps the
@@ -794,6 +796,9 @@ macro_rules! impl_store {
                 id: UserId,
                 sid: Option<&str>,
             ) -> Result<Option<AccessCheck>, StoreError> {
+                if let Some(answer) = self.access_check_in_place(id, sid) {
+                    return Ok(answer);
+                }
                 let query = sqlx::query(sql::access_check()).bind(id.0).bind(sid);
                 let row = self.fetch_hot(query).await?;
                 let Some(row) = row else { return Ok(None) };

@@ -30,7 +30,8 @@ pub fn credentials_by_id() -> String {
 }
 
 /// STYLE.md P5: the user, whether the named session is live, and the token cut-off, in
-/// one round trip. `$2` may be NULL (a token without a session).
+/// one round trip. `$2` may be NULL (a token without a session). SQLite's in-place
+/// reader (`sqlite.rs`) reads the columns by position: keep their order.
 /// Built once: it runs on every authenticated request.
 pub fn access_check() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

@@ -20,64 +20,115 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Executor, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Executor, Row, Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Connections kept out of the pool for the access check (`fetch_hot`).
-    hot: HotConnections,
+    /// Connections for the access check, used on the calling thread (`access_check_in_place`).
+    readers: Option<AccessReaders>,
 }
 
+/// The access check, the one query every authenticated request makes, answered on the
+/// request's own thread.
+///
 /// sqlx runs each SQLite connection on a thread of its own, so every query is a round
-/// trip between threads, and its pool adds one more on every release (it pings the
-/// connection) and, by default, on every acquire. For the one query every authenticated
-/// request makes, those round trips cost more than the query: profiled under `GET
-/// /api/users/me/`, most of the CPU went to waking threads (bench/RESULTS.md). These
-/// connections are lent by a mutex instead, one round trip per query; a connection that
-/// fails is replaced.
-struct HotConnections {
-    options: SqliteConnectOptions,
-    slots: Vec<tokio::sync::Mutex<SqliteConnection>>,
+/// trip between threads: under `GET /api/users/me/` on 2 cores, waking those threads and
+/// waiting for them took more CPU than everything else the request does, and the query
+/// itself a small fraction of it (bench/RESULTS.md). The query is a primary-key lookup
+/// of a few cached pages, microseconds, and in WAL mode a reader never waits for a
+/// writer; so it runs here, through rusqlite on connections of our own, without
+/// yielding. sqlx has no way to run a query on the caller's thread.
+///
+/// The connections never wait for a lock (`busy_timeout` 0): should SQLite ever answer
+/// BUSY (a WAL file being recovered after a crash, say), or fail in any way, the check
+/// falls back to the pool, whose error handling is the rest of the store's.
+struct AccessReaders {
+    slots: Vec<std::sync::Mutex<rusqlite::Connection>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
-impl HotConnections {
-    async fn open(options: SqliteConnectOptions, count: usize) -> Result<Self, sqlx::Error> {
-        let mut slots = Vec::with_capacity(count);
-        for _ in 0..count.max(1) {
-            slots.push(tokio::sync::Mutex::new(options.connect().await?));
+impl AccessReaders {
+    /// One connection per core, as tokio has worker threads; `None` for a database
+    /// that is not a file of its own (in memory), which only the pool can reach.
+    fn open(options: &SqliteConnectOptions) -> Option<Self> {
+        let path = options.get_filename();
+        if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+            return None;
         }
-        Ok(Self {
-            options,
-            slots,
-            next: Default::default(),
-        })
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let open = || -> rusqlite::Result<rusqlite::Connection> {
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.pragma_update(None, "query_only", true)?;
+            Ok(conn)
+        };
+        let slots = (0..cores.max(2))
+            .map(|_| open().map(std::sync::Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>();
+        match slots {
+            Ok(slots) => Some(Self {
+                slots,
+                next: Default::default(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite access-check connections not opened; using the pool");
+                None
+            }
+        }
     }
 
-    async fn fetch_optional<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<Option<SqliteRow>, sqlx::Error> {
-        // A free connection if there is one, else wait for the next in turn.
+    fn access_check(&self, id: UserId, sid: Option<&str>) -> rusqlite::Result<Option<AccessCheck>> {
+        // A free connection if there is one, else wait (microseconds) for the next in turn.
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = self.slots.len();
         let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
-        let mut conn = match free {
+        let conn = match free {
             Some(conn) => conn,
-            None => self.slots[start % n].lock().await,
+            None => self.slots[start % n]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
-        let result = query.fetch_optional(&mut *conn).await;
-        if matches!(
-            result,
-            Err(sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
-        ) {
-            if let Ok(fresh) = self.options.connect().await {
-                *conn = fresh;
-            }
-        }
-        result
+        let mut statement = conn.prepare_cached(sql::access_check())?;
+        let mut rows = statement.query(rusqlite::named_params! { "$1": id.0, "$2": sid })?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        // By position, in `sql::access_check`'s order: looking columns up by name
+        // compares every column's name for each.
+        let text_time = |column: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+            let text: Option<String> = row.get(column)?;
+            text.map(|t| parse_db_time(&t))
+                .transpose()
+                .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))
+        };
+        let user = User {
+            id: UserId(row.get(0)?),
+            username: row.get(1)?,
+            email: row.get(2)?,
+            first_name: row.get(3)?,
+            last_name: row.get(4)?,
+            is_active: row.get(5)?,
+            is_staff: row.get(6)?,
+            is_superuser: row.get(7)?,
+            date_joined: text_time(8)?.ok_or(rusqlite::Error::InvalidColumnType(
+                8,
+                "date_joined".into(),
+                rusqlite::types::Type::Null,
+            ))?,
+            last_login: text_time(9)?,
+        };
+        Ok(Some(AccessCheck {
+            user,
+            session_live: row.get(10)?,
+            tokens_valid_after: row.get(11)?,
+        }))
     }
 }
 
@@ -172,7 +223,6 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let hot = HotConnections::open(options.clone(), hot_connections(pool_size)).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size)
             // sqlx pings an idle connection before lending it by default: one more round
@@ -181,16 +231,32 @@ impl SqliteStore {
             // still fails its query and is dropped when it comes back to the pool.
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool, hot })
+        // After the pool: its first connection creates the file if it is missing.
+        let readers = AccessReaders::open(&options);
+        Ok(Self { pool, readers })
     }
 
+    /// The access check without leaving this thread (`AccessReaders`); `None` when it
+    /// must go through the pool instead.
+    fn access_check_in_place(&self, id: UserId, sid: Option<&str>) -> Option<Option<AccessCheck>> {
+        let readers = self.readers.as_ref()?;
+        match readers.access_check(id, sid) {
+            Ok(answer) => Some(answer),
+            Err(e) => {
+                tracing::debug!(error = %e, "in-place access check failed; asking the pool");
+                None
+            }
+        }
+    }
+
+    /// The access check through the pool, when `access_check_in_place` could not answer.
     async fn fetch_hot<'q>(
         &self,
         query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     ) -> Result<Option<SqliteRow>, sqlx::Error> {
-        self.hot.fetch_optional(query).await
+        query.fetch_optional(&self.pool).await
     }
 
     async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
@@ -202,13 +268,6 @@ impl SqliteStore {
     async fn lock(&self, _tx: &mut Transaction<'_, Sqlite>, _key: i64) -> Result<(), sqlx::Error> {
         Ok(())
     }
-}
-
-/// How many connections serve the access check: one per core (each is a thread that
-/// sleeps between queries), at least two, but no more than the pool has.
-fn hot_connections(pool_size: u32) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.max(2).min(pool_size as usize)
 }
 
 /// One `?search=` term. Three characters or more: a phrase query on the trigram index
@@ -297,6 +356,87 @@ impl_store!(SqliteStore);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EmailAddress, Username};
+
+    async fn store_with_user(dir: &tempfile::TempDir) -> (SqliteStore, User) {
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let store = SqliteStore::open(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let user = NewUser {
+            username: Username::parse("rachel").unwrap(),
+            email: EmailAddress::parse("rachel@example.com").unwrap(),
+            password_hash: "!".into(),
+            first_name: "Rachel".into(),
+            last_name: String::new(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+        };
+        let user = store.insert_user(&user, Utc::now()).await.unwrap();
+        (store, user)
+    }
+
+    #[tokio::test]
+    async fn the_access_check_is_answered_in_place_and_sees_every_commit_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, user) = store_with_user(&dir).await;
+        assert!(
+            store.readers.is_some(),
+            "a database file gets in-place readers"
+        );
+        let sid = "0123456789abcdef0123456789abcdef".to_owned();
+        store
+            .start_session(user.id, &sid, "jti", Utc::now())
+            .await
+            .unwrap();
+
+        let check = store
+            .access_check_in_place(user.id, Some(&sid))
+            .expect("answered in place")
+            .expect("the user exists");
+        assert_eq!(
+            check.user,
+            store.user_by_id(user.id).await.unwrap().unwrap()
+        );
+        assert!(check.session_live);
+        assert_eq!(check.tokens_valid_after, None);
+
+        // What the pool's connections commit, the next check sees.
+        store.end_session(&sid).await.unwrap();
+        store
+            .set_password(user.id, "!new", None, Utc::now())
+            .await
+            .unwrap();
+        let check = store
+            .access_check_in_place(user.id, Some(&sid))
+            .unwrap()
+            .unwrap();
+        assert!(!check.session_live);
+        assert!(check.tokens_valid_after.is_some());
+        assert!(store
+            .access_check_in_place(UserId(user.id.0 + 1), None)
+            .expect("answered in place")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn when_the_in_place_reader_fails_the_pool_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, user) = store_with_user(&dir).await;
+        // Readers on a file without gatehouse's tables: every in-place check fails, as
+        // one would on SQLITE_BUSY or any other error.
+        let elsewhere = dir.path().join("empty.sqlite3");
+        rusqlite::Connection::open(&elsewhere).unwrap();
+        let options =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", elsewhere.display())).unwrap();
+        store.readers = AccessReaders::open(&options);
+        assert!(store.readers.is_some());
+        assert!(store.access_check_in_place(user.id, None).is_none());
+
+        let check = store.access_check(user.id, None).await.unwrap().unwrap();
+        assert_eq!(check.user, user);
+        assert!(!check.session_live);
+    }
 
     #[test]
     fn djangos_datetimes_read_by_hand_as_chrono_reads_them() {
