@@ -5,6 +5,12 @@ use gatehouse::cli::{self, Cli};
 use gatehouse::config::Config;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees dozens of small
+/// buffers, and under `GET /api/users/me/` glibc's malloc and free took about 8 % of the
+/// server's CPU (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
