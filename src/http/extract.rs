@@ -238,7 +238,8 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
         .get(header::AUTHORIZATION)
         .ok_or_else(ApiError::not_authenticated)?;
     let value = header.to_str().map_err(|_| ApiError::not_authenticated())?;
-    let mut words = value.split_whitespace();
+    // ASCII whitespace, as Python's `bytes.split()` in DRF's reading of the header.
+    let mut words = value.split_ascii_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some("Bearer"), Some(token), None) => Ok(token),
         (Some("Bearer"), _, _) => Err(ApiError::with_code(

@@ -3,8 +3,9 @@
 //! Order, outside in: trailing-slash normalisation (it must see the request before
 //! routing; `app.rs`), the one-line request log (which also resolves the client's
 //! address, `client.rs`), the security headers every response carries, panic → 500 in
-//! DRF's shape, the request deadline, the header-size limit, the `ALLOWED_HOSTS` check,
-//! CORS, then the routes, some with a per-client throttle (`throttle.rs`).
+//! DRF's shape, admission (the header-size limit, the `ALLOWED_HOSTS` check and the
+//! request deadline), CORS, then the routes, some with a per-client throttle
+//! (`throttle.rs`).
 
 pub mod account;
 pub mod auth;
@@ -33,7 +34,6 @@ use std::time::Instant;
 use throttle::Scope;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 /// The API's routes, declared without their trailing slash: `app::Application` wraps the
@@ -93,19 +93,14 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
-    let routes = routes
-        .layer(middleware::from_fn_with_state(state.clone(), check_host))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_header_size,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
             },
-        ));
-    with_security_headers(routes)
+        ))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
@@ -114,28 +109,32 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
 /// cache them (Django's `never_cache`); browsers must not guess content types, frame
 /// the API, or send its URLs (which may hold a reset token) as a referrer. A page that
 /// needs a looser policy (the reset form) sets its own CSP, which is left alone.
-fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
-    router
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+///
+/// One middleware rather than a `SetResponseHeaderLayer` per header: `Router::layer`
+/// boxes every layer around every route, and each box is cloned per request, which
+/// was a tenth of the CPU of `GET /api/users/me/` (bench/RESULTS.md).
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// CORS (django-cors-headers' `CORS_ALLOWED_ORIGINS`): off unless origins are listed;
@@ -195,8 +194,29 @@ async fn method_not_allowed(request: Request) -> ApiError {
     }
 }
 
-/// Django's `ALLOWED_HOSTS`: a request for a host not listed gets 400 (API.md §1).
-async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// What every request must pass before it reaches a route, in one middleware (see
+/// `security_headers` for why one):
+/// - all headers together may be `GATEHOUSE_MAX_HEADER_BYTES` at most; past it, 431 in
+///   DRF's shape (hyper's own, larger buffer limit in `server.rs` bounds what is read at
+///   all);
+/// - Django's `ALLOWED_HOSTS`: a request for a host not listed gets 400 (API.md §1);
+/// - the request deadline (`GATEHOUSE_REQUEST_TIMEOUT`): a request that has not been
+///   answered in time (a database that stopped answering, say) gets 503 rather than
+///   hanging its client; whatever it was doing is dropped, and with it any open
+///   transaction, which rolls back.
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > state.config.limits.max_header_bytes {
+        return ApiError::detail(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            messages::HEADERS_TOO_LARGE,
+        )
+        .into_response();
+    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -206,14 +226,6 @@ async fn check_host(State(state): State<AppState>, request: Request, next: Next)
     if !state.config.allowed_hosts.allows(host) {
         return ApiError::detail(StatusCode::BAD_REQUEST, messages::INVALID_HOST).into_response();
     }
-    next.run(request).await
-}
-
-/// The request deadline (`GATEHOUSE_REQUEST_TIMEOUT`): a request that has not been
-/// answered in time (a database that stopped answering, say) gets 503 rather than
-/// hanging its client; whatever it was doing is dropped, and with it any open
-/// transaction, which rolls back.
-async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(state.config.limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
@@ -221,28 +233,6 @@ async fn deadline(State(state): State<AppState>, request: Request, next: Next) -
             ApiError::Unavailable.into_response()
         }
     }
-}
-
-/// All headers together may be `GATEHOUSE_MAX_HEADER_BYTES` at most; past it, 431 in
-/// DRF's shape. (hyper's own, larger buffer limit in `app.rs` bounds what is read at all.)
-async fn limit_header_size(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let size: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if size > state.config.limits.max_header_bytes {
-        return ApiError::detail(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            messages::HEADERS_TOO_LARGE,
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 /// One line per request: method, path without its query (a query may carry a token),
