@@ -42,22 +42,43 @@ pub struct SqliteStore {
 /// yielding. sqlx has no way to run a query on the caller's thread.
 ///
 /// The connections never wait for a lock (`busy_timeout` 0): should SQLite ever answer
-/// BUSY (a WAL file being recovered after a crash, say), or fail in any way, the check
-/// falls back to the pool, whose error handling is the rest of the store's.
+/// BUSY, or fail in any way, the check falls back to the pool, whose error handling is
+/// the rest of the store's. What can still hold the thread, rarely: SQLite's own short
+/// retry sleeps while another process restarts the WAL or runs a RESTART/TRUNCATE
+/// checkpoint, recovering the WAL after another process crashed mid-write, and reading
+/// pages from the OS after a commit emptied the connection's cache. The request deadline
+/// cannot interrupt these, as it can a query on the pool.
 struct AccessReaders {
     slots: Vec<std::sync::Mutex<rusqlite::Connection>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
 impl AccessReaders {
-    /// One connection per core, as tokio has worker threads; `None` for a database
-    /// that is not a file of its own (in memory), which only the pool can reach.
-    fn open(options: &SqliteConnectOptions) -> Option<Self> {
+    /// One connection per tokio worker thread (one per core unless
+    /// `TOKIO_WORKER_THREADS` says otherwise). `None` unless `url` names a plain database
+    /// file: an in-memory database is the pool's alone, and URL parameters such as
+    /// `vfs=` or `immutable=` change how SQLite opens and locks the file in ways these
+    /// connections would not follow. Without readers, the pool answers every check.
+    fn open(url: &str, options: &SqliteConnectOptions) -> Option<Self> {
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        let plain_parameters = query
+            .split('&')
+            .filter(|parameter| !parameter.is_empty())
+            .all(|parameter| matches!(parameter, "mode=rw" | "mode=rwc"));
         let path = options.get_filename();
-        if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+        let name = path.to_string_lossy();
+        if !plain_parameters
+            || url.contains(":memory:")
+            || name.is_empty()
+            || name.starts_with(':')
+            || name.starts_with("file:")
+        {
             return None;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let open = || -> rusqlite::Result<rusqlite::Connection> {
             let conn = rusqlite::Connection::open_with_flags(
                 path,
@@ -69,7 +90,7 @@ impl AccessReaders {
             conn.pragma_update(None, "query_only", true)?;
             Ok(conn)
         };
-        let slots = (0..cores.max(2))
+        let slots = (0..workers.max(2))
             .map(|_| open().map(std::sync::Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>();
         match slots {
@@ -234,7 +255,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         // After the pool: its first connection creates the file if it is missing.
-        let readers = AccessReaders::open(&options);
+        let readers = AccessReaders::open(url, &options);
         Ok(Self { pool, readers })
     }
 
@@ -245,6 +266,12 @@ impl SqliteStore {
         match readers.access_check(id, sid) {
             Ok(answer) => Some(answer),
             Err(e) => {
+                // Once at warning level: a lasting cause (a type rusqlite reads more
+                // strictly than sqlx, say) would otherwise slow every request unseen.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(error = %e, "in-place access check failed; asking the pool (logged once)");
+                });
                 tracing::debug!(error = %e, "in-place access check failed; asking the pool");
                 None
             }
@@ -420,6 +447,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_a_plain_database_file_gets_in_place_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        rusqlite::Connection::open(&path).unwrap();
+        let path = path.display();
+        for (url, expected) in [
+            (format!("sqlite://{path}"), true),
+            (format!("sqlite://{path}?mode=rwc"), true),
+            (format!("sqlite:{path}?mode=rw"), true),
+            ("sqlite::memory:".to_owned(), false),
+            (format!("sqlite://{path}?mode=memory"), false),
+            (format!("sqlite://{path}?vfs=unix-none"), false),
+            (format!("sqlite://{path}?immutable=true"), false),
+        ] {
+            let options = SqliteConnectOptions::from_str(&url).unwrap();
+            assert_eq!(
+                AccessReaders::open(&url, &options).is_some(),
+                expected,
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn when_the_in_place_reader_fails_the_pool_answers() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, user) = store_with_user(&dir).await;
@@ -429,7 +480,7 @@ mod tests {
         rusqlite::Connection::open(&elsewhere).unwrap();
         let options =
             SqliteConnectOptions::from_str(&format!("sqlite://{}", elsewhere.display())).unwrap();
-        store.readers = AccessReaders::open(&options);
+        store.readers = AccessReaders::open(&format!("sqlite://{}", elsewhere.display()), &options);
         assert!(store.readers.is_some());
         assert!(store.access_check_in_place(user.id, None).is_none());
 
