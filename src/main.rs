@@ -32,7 +32,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli::run(cli, config).await {
+    let outcome = cli::run(cli, config).await;
+    // Log lines still gathered for writing (`telemetry`) go out before anything else.
+    gatehouse::telemetry::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

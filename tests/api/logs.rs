@@ -160,6 +160,43 @@ async fn the_json_log_has_a_line_per_request_and_no_secret_of_any_endpoint() {
         .any(|l| l["span"]["path"] == "/api/nowhere" && l["status"] == 404));
 }
 
+/// Lines below warning level are gathered before they are written (`telemetry.rs`): they
+/// still reach the log within moments while the server runs, and every one of them, the
+/// last included, by the time it has exited.
+#[tokio::test]
+async fn info_lines_reach_the_log_while_running_and_all_of_them_by_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(&dir).await;
+    let mut server = start(dir.path(), &database_url, "text").await;
+    let reply = server.call(Method::GET, "/api/nowhere/", None, None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let logged = || {
+        std::fs::read_to_string(&server.log)
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(r#"path="/api/nowhere""#) && l.contains("status=404"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !logged() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request line was not written while the server ran:\n{}",
+            std::fs::read_to_string(&server.log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    assert!(server.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.trim_end().ends_with("every request finished; stopping"),
+        "the last lines are missing:\n{log}"
+    );
+}
+
 /// Runs the binary with `GATEHOUSE_LOG_FORMAT=format`, drives every endpoint with secrets
 /// in play, checks none of them is in the log, and returns the log.
 async fn drive_every_endpoint(format: &str) -> String {
