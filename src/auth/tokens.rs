@@ -216,8 +216,7 @@ impl TokenKeys {
         if payload.contains('.') {
             return None;
         }
-        let header: WireHeader =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        let header: WireHeader = json_object(&URL_SAFE_NO_PAD.decode(header).ok()?)?;
         // `alg` is signed, but a token must not choose its own algorithm (`none`, or an
         // asymmetric one whose public key would pass for an HMAC secret).
         if header.alg != "HS256" {
@@ -228,13 +227,21 @@ impl TokenKeys {
         // Constant-time comparison.
         mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?)
             .ok()?;
-        let claims: WireClaims =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let claims: WireClaims = json_object(&URL_SAFE_NO_PAD.decode(payload).ok()?)?;
         if claims.exp < now || claims.aud.is_some() {
             return None;
         }
         Some(claims)
     }
+}
+
+/// A JWT's header and claims are JSON objects; serde would also fill a struct from an
+/// array, which neither jsonwebtoken nor PyJWT accepts.
+fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice(bytes).ok()
 }
 
 #[cfg(test)]
@@ -411,6 +418,27 @@ mod tests {
             let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
             tokens.push(format!("{header}.{payload}.{signature}"));
         }
+        // Header or claims as JSON arrays, validly signed: serde alone would read them.
+        let hs256 = |header: &str, claims: &str| {
+            let signed = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(signed.as_bytes());
+            format!(
+                "{signed}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let object_claims = claims(serde_json::json!({})).to_string();
+        tokens.push(hs256(r#"{"alg":"HS256"}"#, &object_claims));
+        tokens.push(hs256(r#"["HS256"]"#, &object_claims));
+        tokens.push(hs256(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"["access",{},{now},"j1","6"]"#, now + 60),
+        ));
         // Every single-character change of the good token.
         for at in (0..good.len()).step_by(7) {
             let mut bytes = good.clone().into_bytes();
