@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
     };
     let outcome = cli::run(cli, config).await;
     // Log lines still gathered for writing (`telemetry`) go out before anything else.
-    gatehouse::telemetry::flush();
+    gatehouse::telemetry::finish();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

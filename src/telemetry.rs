@@ -2,6 +2,7 @@
 //! `http::log_request`.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
@@ -33,12 +34,16 @@ static BATCH: Batch = Batch {
     waiting: Condvar::new(),
 };
 
+/// Set once nothing may wait any more: the process is exiting (`finish`), or the
+/// flushing thread could not be started. Every line is then written at once.
+static UNBATCHED: AtomicBool = AtomicBool::new(false);
+
 impl Batch {
     fn add(&self, line: &[u8], at_once: bool) {
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         let was_empty = lines.is_empty();
         lines.extend_from_slice(line);
-        if at_once || lines.len() >= BATCH_BYTES {
+        if at_once || lines.len() >= BATCH_BYTES || UNBATCHED.load(Ordering::Relaxed) {
             write_out(&mut lines);
         } else if was_empty {
             self.waiting.notify_one();
@@ -69,12 +74,18 @@ fn write_out(lines: &mut Vec<u8>) {
     lines.clear();
 }
 
-/// Writes the lines still waiting. `main` calls it before exiting.
-pub fn flush() {
+fn flush() {
     let mut lines = BATCH.lines.lock().unwrap_or_else(PoisonError::into_inner);
     if !lines.is_empty() {
         write_out(&mut lines);
     }
+}
+
+/// Writes the lines still waiting, and every later one at once: `main` calls it on its
+/// way out, while tasks in the background (the outbox, the purge) may still log.
+pub fn finish() {
+    UNBATCHED.store(true, Ordering::Relaxed);
+    flush();
 }
 
 /// `MakeWriter` for the batch: one writer per log line, told the line's level.
@@ -112,9 +123,24 @@ impl<'a> MakeWriter<'a> for BatchedStderr {
 fn start_flushing() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        let _ = std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(|| BATCH.flush_forever());
+        if flusher.is_err() {
+            UNBATCHED.store(true, Ordering::Relaxed);
+        }
+        // A panic's message comes after the lines logged before it, and a panic that
+        // ends the process does not take them with it.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // try_lock: a panic while the batch is being written must not wait for itself.
+            if let Ok(mut lines) = BATCH.lines.try_lock() {
+                if !lines.is_empty() {
+                    write_out(&mut lines);
+                }
+            }
+            report(info);
+        }));
     });
 }
 
