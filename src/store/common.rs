@@ -19,10 +19,9 @@
 //!   tables to `auth_user`);
 //! - on the store type: `pool`, `async fn begin_write()` (a transaction that holds the
 //!   write lock from its start on SQLite), `async fn lock(tx, key)` (serialises
-//!   migrations and superuser changes across instances), `fn access_check_in_place(id,
+//!   migrations and superuser changes across instances) and `fn access_check_in_place(id,
 //!   sid)` (answers the access check, the one query of every authenticated request,
-//!   without a round trip, where the backend can: `Some(answer)`) and `async fn
-//!   fetch_hot(query)` (runs that query otherwise).
+//!   without a round trip where the backend can: `Some(answer)`; else the pool does).
 //!
 //! A macro rather than generics over `sqlx::Database`: the bounds sqlx needs for a
 //! generic executor are longer than the code they would save, and a macro keeps the
@@ -800,7 +799,7 @@ macro_rules! impl_store {
                     return Ok(answer);
                 }
                 let query = sqlx::query(sql::access_check()).bind(id.0).bind(sid);
-                let row = self.fetch_hot(query).await?;
+                let row = query.fetch_optional(&self.pool).await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(AccessCheck {
                     user: row_to_user(&row)?,

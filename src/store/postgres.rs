@@ -68,21 +68,14 @@ impl PgStore {
         self.pool.begin().await
     }
 
-    /// Every query crosses the network: there is no answering in place.
+    /// Every query crosses the network: there is no answering in place, and the access
+    /// check goes to the pool like every other query.
     fn access_check_in_place(
         &self,
         _id: UserId,
         _sid: Option<&str>,
     ) -> Option<Option<AccessCheck>> {
         None
-    }
-
-    /// The access check, on the pool like every other query.
-    async fn fetch_hot<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Option<PgRow>, sqlx::Error> {
-        query.fetch_optional(&self.pool).await
     }
 
     /// A transaction-scoped advisory lock: instances that start together migrate one

@@ -266,24 +266,18 @@ impl SqliteStore {
         match readers.access_check(id, sid) {
             Ok(answer) => Some(answer),
             Err(e) => {
-                // Once at warning level: a lasting cause (a type rusqlite reads more
+                // The first at warning level: a lasting cause (a type rusqlite reads more
                 // strictly than sqlx, say) would otherwise slow every request unseen.
-                static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| {
-                    tracing::warn!(error = %e, "in-place access check failed; asking the pool (logged once)");
-                });
-                tracing::debug!(error = %e, "in-place access check failed; asking the pool");
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(error = %e, "in-place access check failed; asking the pool");
+                } else {
+                    tracing::warn!(error = %e, "in-place access check failed; asking the pool (later failures at debug level)");
+                }
                 None
             }
         }
-    }
-
-    /// The access check through the pool, when `access_check_in_place` could not answer.
-    async fn fetch_hot<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<Option<SqliteRow>, sqlx::Error> {
-        query.fetch_optional(&self.pool).await
     }
 
     async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
