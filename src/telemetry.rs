@@ -19,7 +19,7 @@ const BATCH_BYTES: usize = 8 * 1024;
 /// request's 33 (bench/RESULTS.md). A warning or an error is written at once, after the
 /// lines gathered before it, so the order holds. What it costs: if the process is
 /// killed (SIGKILL, an abort), up to `FLUSH_EVERY` of info lines are lost; a normal exit
-/// writes them (`flush`).
+/// writes them (`finish`).
 ///
 /// tracing-appender's non-blocking writer hands every line to a thread of its own, and
 /// waking it per line cost as much as the `write` it saved (tried; bench/RESULTS.md):
@@ -68,6 +68,7 @@ impl Batch {
 }
 
 /// Called with the batch locked, so lines reach stderr in the order they were logged.
+/// An empty batch writes nothing (`write_all` of nothing makes no call).
 fn write_out(lines: &mut Vec<u8>) {
     // A log that cannot be written is not worth failing a request for, as with stderr.
     let _ = std::io::stderr().lock().write_all(lines);
@@ -75,10 +76,7 @@ fn write_out(lines: &mut Vec<u8>) {
 }
 
 fn flush() {
-    let mut lines = BATCH.lines.lock().unwrap_or_else(PoisonError::into_inner);
-    if !lines.is_empty() {
-        write_out(&mut lines);
-    }
+    write_out(&mut BATCH.lines.lock().unwrap_or_else(PoisonError::into_inner));
 }
 
 /// Writes the lines still waiting, and every later one at once: `main` calls it on its
@@ -135,9 +133,7 @@ fn start_flushing() {
         std::panic::set_hook(Box::new(move |info| {
             // try_lock: a panic while the batch is being written must not wait for itself.
             if let Ok(mut lines) = BATCH.lines.try_lock() {
-                if !lines.is_empty() {
-                    write_out(&mut lines);
-                }
+                write_out(&mut lines);
             }
             report(info);
         }));
