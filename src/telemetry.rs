@@ -1,12 +1,15 @@
 //! Logging: `RUST_LOG` filters (default `info`); one line per request comes from
-//! `http::log_request`.
+//! `http::access_log`.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How long an info line may wait in the batch before it is written.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -140,40 +143,87 @@ fn start_flushing() {
     });
 }
 
+/// How the log is written: tracing-subscriber's `key=value` text or one JSON object per
+/// line (`GATEHOUSE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The formatting layer for `format`, writing to `writer`: `init` passes the batch, the
+/// request line's tests a buffer, so both see the same configuration. `ansi` (colours)
+/// applies to text only.
+pub(crate) fn format_layer<S, W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
+    }
+}
+
+/// Set by `init` when the per-request line may be written without tracing-subscriber's
+/// formatter: the log goes to the batch, uncoloured, in this format
+/// (`http::access_log`, which writes the same line the formatter would).
+static REQUEST_LINE_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The format in which `http::access_log` may write its line itself, if it may: not
+/// before `init`, not under the tests' capture, not on a colour terminal.
+pub(crate) fn request_line_format() -> Option<LogFormat> {
+    REQUEST_LINE_FORMAT.get().copied()
+}
+
+/// Adds one finished info line (ending in a newline) to the batch.
+pub(crate) fn write_info_line(line: &[u8]) {
+    BATCH.add(line, false);
+}
+
 /// Starts logging to stderr (stdout is where the console email backend prints
 /// messages, reset links included: kept apart from the log): `RUST_LOG` filters (default `info`), and
 /// `GATEHOUSE_LOG_FORMAT` picks `text` (default, `key=value` lines) or `json` (one JSON
 /// object per line, for log collectors).
 pub fn init() -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = std::env::var("GATEHOUSE_LOG_FORMAT").unwrap_or_default();
-    start_flushing();
-    // try_init: tests start many applications in one process; the first wins.
-    match format.trim() {
-        "" | "text" => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_target(false)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(BatchedStderr)
-                .try_init();
-        }
-        "json" => {
-            let _ = tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_env_filter(filter)
-                .with_target(false)
-                .with_writer(BatchedStderr)
-                .try_init();
-        }
+    let format = match std::env::var("GATEHOUSE_LOG_FORMAT")
+        .unwrap_or_default()
+        .trim()
+    {
+        "" | "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
         other => {
             return Err(format!(
                 "invalid GATEHOUSE_LOG_FORMAT {other:?}: expected text or json"
             ))
         }
+    };
+    start_flushing();
+    // Colour only for text on a terminal: JSON is for machines.
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    // try_init: tests start many applications in one process; the first wins.
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(format_layer(format, ansi, BatchedStderr))
+        .try_init();
+    if installed.is_ok() && !ansi {
+        let _ = REQUEST_LINE_FORMAT.set(format);
     }
     Ok(())
 }

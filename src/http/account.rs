@@ -97,7 +97,7 @@ pub async fn register(
         .store
         .insert_user(&new_user, chrono::Utc::now())
         .await?;
-    tracing::Span::current().record("user_id", user.id.0);
+    crate::http::access_log::record_user_id(user.id);
     let body =
         json!({"message": messages::REGISTERED, "username": user.username, "email": user.email});
     Ok((StatusCode::CREATED, Json(body)))

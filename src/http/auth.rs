@@ -123,7 +123,7 @@ pub async fn login(
         state.store.upgrade_password_hash(id, old, &hash).await?;
     }
     let pair = start_session(&state, credentials.user.id, &random_hex_id()).await?;
-    tracing::Span::current().record("user_id", credentials.user.id.0);
+    crate::http::access_log::record_user_id(credentials.user.id);
     Ok(Json(pair))
 }
 
@@ -198,7 +198,7 @@ pub async fn token_refresh(
             "no_active_account",
         ));
     }
-    tracing::Span::current().record("user_id", claims.user_id.0);
+    crate::http::access_log::record_user_id(claims.user_id);
     match &claims.sid {
         Some(sid) => {
             let (pair, new_jti) = state.tokens.issue_pair(claims.user_id, sid);
@@ -333,7 +333,7 @@ pub async fn logout(
     let claims = state
         .tokens
         .decode(refresh.trim(), Some(TokenType::Refresh))?;
-    tracing::Span::current().record("user_id", claims.user_id.0);
+    crate::http::access_log::record_user_id(claims.user_id);
     let logged_out = match &claims.sid {
         Some(sid) => match state.store.session(sid).await? {
             Some((owner, current_jti)) if owner == claims.user_id => {

@@ -222,7 +222,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 messages::TOKEN_INVALID_OR_EXPIRED,
             ));
         }
-        tracing::Span::current().record("user_id", check.user.id.0);
+        crate::http::access_log::record_user_id(check.user.id);
         Ok(AuthUser {
             user: check.user,
             claims,

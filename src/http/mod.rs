@@ -1,12 +1,13 @@
 //! The HTTP surface: the router, its fallbacks and the middleware around it.
 //!
 //! Order, outside in: trailing-slash normalisation (it must see the request before
-//! routing; `app.rs`), the one-line request log (which also resolves the client's
-//! address, `client.rs`), the security headers every response carries, panic → 500 in
-//! DRF's shape, admission (the header-size limit, the `ALLOWED_HOSTS` check and the
-//! request deadline), CORS, then the routes, some with a per-client throttle
-//! (`throttle.rs`).
+//! routing; `app.rs`); then, in one middleware (`around_routes`), the one-line request
+//! log (which also resolves the client's address, `client.rs`; `access_log.rs`), the
+//! security headers every response carries and admission (the header-size limit, the
+//! `ALLOWED_HOSTS` check and the request deadline); panic → 500 in DRF's shape; CORS;
+//! then the routes, some with a per-client throttle (`throttle.rs`).
 
+pub mod access_log;
 pub mod account;
 pub mod auth;
 pub mod client;
@@ -21,20 +22,17 @@ pub mod users;
 
 use crate::domain::messages;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
-use client::ClientIp;
 use error::ApiError;
-use std::net::SocketAddr;
-use std::time::Instant;
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use throttle::Scope;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::Instrument;
 
 /// The API's routes, declared without their trailing slash: `app::Application` wraps the
 /// finished router in `NormalizePathLayer`, so `/api/login/` and `/api/login` are one.
@@ -94,28 +92,45 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         None => routes,
     };
     routes
-        .layer(middleware::from_fn_with_state(state.clone(), admit))
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
-            },
-        ))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), around_routes))
         .with_state(state)
+}
+
+/// What every request goes through before and after its route, outside in: the request
+/// log (`access_log.rs`), the security headers, a panic turned into a bare 500 in DRF's
+/// shape (the server keeps serving), admission (`admit`).
+///
+/// One middleware rather than a layer each (tower-http's `CatchPanicLayer`,
+/// `SetResponseHeaderLayer`s, a `from_fn` per concern): `Router::layer` boxes every layer
+/// around every route, and axum clones each box and boxes each middleware's future per
+/// request; that was 15 % and then another 10 % of the instructions of
+/// `GET /api/users/me/` (bench/RESULTS.md).
+async fn around_routes(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let log = access_log::RequestLog::begin(&state, &mut request);
+    log.around(async {
+        let admitted = AssertUnwindSafe(admit(&state, request, next)).catch_unwind();
+        let mut response = match admitted.await {
+            Ok(response) => response,
+            // The panic's message stays out of the answer and the log: it may hold anything.
+            Err(_panic) => {
+                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+            }
+        };
+        add_security_headers(response.headers_mut());
+        response
+    })
+    .await
 }
 
 /// Headers on every response. Responses carry tokens and user data, so nothing may
 /// cache them (Django's `never_cache`); browsers must not guess content types, frame
 /// the API, or send its URLs (which may hold a reset token) as a referrer. A page that
 /// needs a looser policy (the reset form) sets its own CSP, which is left alone.
-///
-/// One middleware rather than a `SetResponseHeaderLayer` per header: `Router::layer`
-/// boxes every layer around every route, and each box is cloned per request, which
-/// was a tenth of the CPU of `GET /api/users/me/` (bench/RESULTS.md).
-async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+fn add_security_headers(headers: &mut HeaderMap) {
     let defaults = [
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -134,7 +149,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 /// CORS (django-cors-headers' `CORS_ALLOWED_ORIGINS`): off unless origins are listed;
@@ -194,8 +208,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
     }
 }
 
-/// What every request must pass before it reaches a route, in one middleware (see
-/// `security_headers` for why one):
+/// What every request must pass before it reaches a route:
 /// - all headers together may be `GATEHOUSE_MAX_HEADER_BYTES` at most; past it, 431 in
 ///   DRF's shape (hyper's own, larger buffer limit in `server.rs` bounds what is read at
 ///   all);
@@ -204,7 +217,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 ///   answered in time (a database that stopped answering, say) gets 503 rather than
 ///   hanging its client; whatever it was doing is dropped, and with it any open
 ///   transaction, which rolls back.
-async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -233,35 +246,4 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
             ApiError::Unavailable.into_response()
         }
     }
-}
-
-/// One line per request: method, path without its query (a query may carry a token),
-/// status, latency, client address, and the user id once a handler knows it. Headers and
-/// bodies are never logged: they carry passwords and tokens.
-///
-/// The client's address is resolved here (`client.rs`), once, and handed to the rest of
-/// the stack in the request's extensions.
-async fn log_request(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| {
-            ClientIp::resolve(peer.ip(), request.headers(), &state.config.trusted_proxies)
-        });
-    if let Some(client) = client {
-        request.extensions_mut().insert(client);
-    }
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = request.uri().path(),
-        client = client.map(|c| c.0.to_string()).as_deref().unwrap_or("-"),
-        user_id = tracing::field::Empty,
-    );
-    let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, latency_ms = format!("{latency_ms:.2}"), "request"));
-    response
 }

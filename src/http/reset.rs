@@ -114,7 +114,7 @@ async fn confirm(state: &AppState, fields: &Fields) -> Result<(), ApiError> {
         .store
         .forget_login_history(&lockout::user_key(id))
         .await?;
-    tracing::Span::current().record("user_id", id.0);
+    crate::http::access_log::record_user_id(id);
     Ok(())
 }
 

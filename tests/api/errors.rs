@@ -393,6 +393,19 @@ async fn a_panicking_handler_is_a_bare_500_and_the_server_keeps_serving() {
             .await
             .expect("request");
         let status = response.status();
+        // The security headers every answer carries, a panic's 500 included.
+        let headers = response.headers().clone();
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+            ("x-frame-options", "DENY"),
+        ] {
+            assert_eq!(
+                headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{name}"
+            );
+        }
         let text = response.text().await.expect("body");
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
