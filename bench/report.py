@@ -112,6 +112,12 @@ def section(args, rows, med, hash_info, versions):
     hash_ms = float(hash_info.get("hash_cpu_ms", "nan"))
     login_limit = cores * 1000 / verify_ms
     register_limit = cores * 1000 / hash_ms
+    # With every core hashing at once, as in a login flood (examples/hash_time.rs); shown
+    # beside the targets, which keep the one-at-a-time limit. Older output lacks it.
+    verify_all_ms = float(hash_info.get("verify_cpu_ms_all_cores", "nan"))
+    hash_all_ms = float(hash_info.get("hash_cpu_ms_all_cores", "nan"))
+    login_all = cores * 1000 / verify_all_ms
+    register_all = cores * 1000 / hash_all_ms
     hash_mib = float(hash_info.get("hash_memory_mib", "19"))
 
     w(f"Argon2id at gatehouse's parameters ({hash_info.get('params', '?')}), measured in-process "
@@ -119,11 +125,20 @@ def section(args, rows, med, hash_info, versions):
       f"verification. With {cores} cores that allows at most {login_limit:.1f} logins/s "
       f"(cores ÷ CPU time per verification) and {register_limit:.1f} registrations/s. "
       f"gatehouse's hash pool: {pool} at a time.")
+    if verify_all_ms == verify_all_ms:  # measured (not NaN)
+        w("")
+        w(f"With all {cores} cores hashing at once, as in a login flood, the same operations took "
+          f"{hash_all_ms:.1f} ms of CPU per hash and {verify_all_ms:.1f} ms per verification: "
+          f"{login_all:.1f} logins/s and {register_all:.1f} registrations/s at most. The targets "
+          f"below keep the one-at-a-time limit; the all-cores one is shown beside it.")
     w("")
     w("Targets (issue #8), from this run:")
     w("")
     w("| target | measured | met |")
     w("|---|---|---|")
+
+    def all_cores(rps, limit):
+        return f"; {rps / limit:.2f} × the all-cores {limit:.1f}/s" if limit == limit else ""
 
     def target(text, value, ok):
         w(f"| {text} | {value} | {'yes' if ok else '**no**'} |")
@@ -148,10 +163,14 @@ def section(args, rows, med, hash_info, versions):
         w(f"| (Django's `me` p99 during its login flood) | {seen} | — |")
     if g("login"):
         r = g("login")["rps"] / login_limit
-        target("`login` ≥ 0.85 × the hash limit", f"{r:.2f} × ({g('login')['rps']:.1f} of {login_limit:.1f}/s)", r >= 0.85)
+        target("`login` ≥ 0.85 × the hash limit",
+               f"{r:.2f} × ({g('login')['rps']:.1f} of {login_limit:.1f}/s)"
+               + all_cores(g("login")["rps"], login_all), r >= 0.85)
     if g("register"):
         r = g("register")["rps"] / register_limit
-        target("`register` ≥ 0.85 × the hash limit", f"{r:.2f} × ({g('register')['rps']:.1f} of {register_limit:.1f}/s)", r >= 0.85)
+        target("`register` ≥ 0.85 × the hash limit",
+               f"{r:.2f} × ({g('register')['rps']:.1f} of {register_limit:.1f}/s)"
+               + all_cores(g("register")["rps"], register_all), r >= 0.85)
     if g("refresh") and d("refresh"):
         r = ratio(g("refresh")["rps"], d("refresh")["rps"])
         target("`refresh` ≥ 20 × Django's requests/s", f"{r:.0f} ×", r >= 20)

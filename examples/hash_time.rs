@@ -8,6 +8,10 @@
 //! milliseconds (median over batches of 10, ROUNDS operations of each kind, default 50, one
 //! at a time), the cores,
 //! and the limit in operations per second.
+//!
+//! Then the same operations with every core hashing at once (`*_all_cores`), as under a
+//! flood of logins: on the 2-core VM of bench/RESULTS.md each hash then took about a tenth
+//! more CPU time than alone, so the limit that follows is lower.
 
 use gatehouse::auth::passwords::{Verified, OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
 use gatehouse::auth::PasswordHasher;
@@ -69,6 +73,25 @@ async fn main() {
         verify_wall.push(wall.elapsed().as_secs_f64() * 1000.0 / batch as f64);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all_cores = PasswordHasher::new(cores);
+    let hash_all = cpu_per_operation_on_all_cores(cores, rounds, || {
+        let hasher = all_cores.clone();
+        async move {
+            hasher.hash(password()).await.expect("hash");
+        }
+    })
+    .await;
+    let verify_all = cpu_per_operation_on_all_cores(cores, rounds, || {
+        let (hasher, stored) = (all_cores.clone(), stored.clone());
+        async move {
+            let verdict = hasher
+                .verify(password(), Some(stored))
+                .await
+                .expect("verify");
+            assert_eq!(verdict, Verified::Yes { outdated: false });
+        }
+    })
+    .await;
     // The pool size gatehouse itself would use with this environment.
     let pool = gatehouse::config::Config::from_env()
         .map(|c| c.hash_concurrency)
@@ -92,4 +115,46 @@ async fn main() {
         "register_limit_per_s {:.1}",
         cores as f64 * 1000.0 / hash_cpu
     );
+    println!("hash_cpu_ms_all_cores {hash_all:.1}");
+    println!("verify_cpu_ms_all_cores {verify_all:.1}");
+    println!(
+        "login_limit_all_cores_per_s {:.1}",
+        cores as f64 * 1000.0 / verify_all
+    );
+    println!(
+        "register_limit_all_cores_per_s {:.1}",
+        cores as f64 * 1000.0 / hash_all
+    );
+}
+
+/// CPU milliseconds per operation while `cores` of them run at once, each on its own
+/// thread of a pool of `cores`: the median over rounds of `cores × 5` operations.
+async fn cpu_per_operation_on_all_cores<F, Fut>(cores: usize, rounds: usize, operation: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per_core = 5;
+    let mut samples = vec![];
+    // One round more than counted: the first also sets up each slot's working memory.
+    for round in 0..=rounds.div_ceil(cores * per_core).max(3) {
+        let cpu = process_cpu();
+        let runs: Vec<_> = (0..cores)
+            .map(|_| {
+                let batch: Vec<Fut> = (0..per_core).map(|_| operation()).collect();
+                tokio::spawn(async move {
+                    for one in batch {
+                        one.await;
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            run.await.expect("hashing task");
+        }
+        if round > 0 {
+            samples.push((process_cpu() - cpu).as_secs_f64() * 1000.0 / (cores * per_core) as f64);
+        }
+    }
+    median(samples)
 }
