@@ -52,23 +52,28 @@ pub fn format_timestamp(at: &DateTime<Utc>) -> String {
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
         return at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     }
-    let mut text = String::with_capacity("2025-01-31T12:00:00.123456Z".len());
+    let mut text = [0u8; "2025-01-31T12:00:00.123456Z".len()];
+    let mut end = 0;
     for (value, width, after) in [
-        (year as u32, 4, '-'),
-        (at.month(), 2, '-'),
-        (at.day(), 2, 'T'),
-        (at.hour(), 2, ':'),
-        (at.minute(), 2, ':'),
-        (at.second(), 2, '.'),
-        (nanos / 1000, 6, 'Z'),
+        (year as u32, 4, b'-'),
+        (at.month(), 2, b'-'),
+        (at.day(), 2, b'T'),
+        (at.hour(), 2, b':'),
+        (at.minute(), 2, b':'),
+        (at.second(), 2, b'.'),
+        (nanos / 1000, 6, b'Z'),
     ] {
-        for place in (0..width).rev() {
-            let digit = value / 10u32.pow(place) % 10;
-            text.push(char::from(b'0' + digit as u8));
+        // Last digit first: a division by the constant 10 is a multiplication.
+        let mut rest = value;
+        for place in text[end..end + width].iter_mut().rev() {
+            *place = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
-        text.push(after);
+        text[end + width] = after;
+        end += width + 1;
     }
-    text
+    // Only ASCII digits and separators were written.
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
