@@ -35,16 +35,16 @@ def hash_timings(paths):
     from the same minutes as the logins it is compared with. `verify_cpu_ms_each` lists
     every timing of a verification."""
     timings = [dict(line.split(" ", 1) for line in Path(p).read_text().splitlines() if " " in line)
-               for p in paths]
+               for p in sorted(paths)]
     info = dict(timings[0])
-    for key in info:
+    # Only the times and the limits vary; the parameters, cores and pool size do not.
+    for key in [k for k in info if k.endswith("_ms") or "_ms_" in k or k.endswith("_per_s")]:
         try:
-            values = [float(t[key]) for t in timings if key in t]
-        except ValueError:
+            info[key] = str(statistics.median(float(t[key]) for t in timings if key in t))
+        except (ValueError, statistics.StatisticsError):
             continue
-        middle = statistics.median(values)
-        info[key] = str(int(middle)) if middle == int(middle) else str(middle)
     info["verify_cpu_ms_each"] = ", ".join(t.get("verify_cpu_ms", "?") for t in timings)
+    info["timings"] = str(len(timings))
     return info
 
 
@@ -139,10 +139,11 @@ def section(args, rows, med, hash_info, versions):
     hash_mib = float(hash_info.get("hash_memory_mib", "19"))
 
     w(f"Argon2id at gatehouse's parameters ({hash_info.get('params', '?')}), measured in-process "
-      f"by `examples/hash_time.rs` at the start and again before each run's `login` (a "
-      f"verification took {hash_info['verify_cpu_ms_each']} ms of CPU): medians "
-      f"{hash_ms:.1f} ms of CPU per hash, {verify_ms:.1f} ms per verification. With {cores} cores that allows at most {login_limit:.1f} logins/s "
-      f"(cores ÷ CPU time per verification) and {register_limit:.1f} registrations/s. "
+      + (f"by `examples/hash_time.rs` at the start and again before each run's `login` (a "
+         f"verification took {hash_info['verify_cpu_ms_each']} ms of CPU, in that order): medians "
+         if int(hash_info["timings"]) > 1 else "by `examples/hash_time.rs` at the start: ")
+      + f"{hash_ms:.1f} ms of CPU per hash, {verify_ms:.1f} ms per verification. With {cores} "
+      f"cores that allows at most {login_limit:.1f} logins/s (cores ÷ CPU time per verification) and {register_limit:.1f} registrations/s. "
       f"gatehouse's hash pool: {pool} at a time.")
     if verify_all_ms == verify_all_ms:  # measured (not NaN)
         w("")

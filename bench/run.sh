@@ -93,7 +93,7 @@ time_hash() { # $1 output file
   echo >&2
 }
 say "timing Argon2id in-process (examples/hash_time.rs)"
-time_hash "$WORK/hash_time-0.txt"
+time_hash "$WORK/hash_time-00.txt"
 
 # --- servers -----------------------------------------------------------------------------
 # Resident memory of a process and all its descendants, in KiB.
@@ -211,7 +211,8 @@ scenario() { # $1 run, $2 server, $3 scenario
   CURRENT_SERVER=$server
   if [ "$server" = gatehouse ] && [ "$name" = login ]; then
     say "timing Argon2id again before run $run's login"
-    time_hash "$WORK/hash_time-$run.txt"
+    # Two digits, so the files sort in run order for the report.
+    time_hash "$WORK/hash_time-$(printf %02d "$run").txt"
   fi
   start_server "$server" "$run-$server-$name"
   case $name in

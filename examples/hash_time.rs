@@ -10,8 +10,8 @@
 //! and the limit in operations per second.
 //!
 //! Then the same operations with every core hashing at once (`*_all_cores`), as under a
-//! flood of logins: on the 2-core VM of bench/RESULTS.md each hash then took 6–10 % more
-//! CPU time than alone in calm minutes, so the limit that follows is lower.
+//! flood of logins: on the 2-core VM of bench/RESULTS.md each verification then took 3–7 %
+//! more CPU time than alone in calm minutes, so the limit that follows is lower.
 
 use gatehouse::auth::passwords::{Verified, OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
 use gatehouse::auth::PasswordHasher;

@@ -151,8 +151,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// The formatting layer for `format`, writing to `writer`: `init` passes the batch, the
-/// request line's tests a buffer, so both see the same configuration. `ansi` (colours)
+/// The formatting layer for `format`, writing to `writer`: `init` passes the batch and
+/// `http::access_log`'s tests a buffer, so the tests compare against the configuration
+/// the binary runs with. `ansi` (colours)
 /// applies to text only.
 pub(crate) fn format_layer<S, W>(
     format: LogFormat,

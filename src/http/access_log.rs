@@ -9,10 +9,11 @@
 //!
 //! That line is written here, by hand, in the very text or JSON tracing-subscriber would
 //! write for it (`tests` below compare the two), whenever the log goes to gatehouse's own
-//! batched stderr (`telemetry::request_line_format`). Why: the formatter's visitors and
-//! padding cost about 9 % of the instructions of `GET /api/users/me/`, more than the
-//! database read (bench/RESULTS.md); this costs a tenth of that. Under the tests' capture
-//! and on a colour terminal the line goes through tracing as before.
+//! batched stderr (`telemetry::request_line_format`). Why: formatting that event took
+//! 11.6k of the 100.7k instructions of `GET /api/users/me/`, most of it in the general
+//! formatter's field visitors and padding; the hand-written line takes 1.6k
+//! (bench/RESULTS.md). Under the tests' capture and on a colour terminal the line goes
+//! through tracing as before.
 
 use super::client::ClientIp;
 use crate::domain::user::{format_timestamp, UserId};
@@ -95,7 +96,10 @@ impl RequestLog {
                     // log: a `RUST_LOG` directive on the span's fields
                     // (`[request{client="10.0.0.5"}]=info`) enables every request's span
                     // but only the matching requests' lines.
-                    (response, tracing::enabled!(tracing::Level::INFO))
+                    (
+                        response,
+                        tracing::enabled!(tracing::Level::INFO, status, latency_ms),
+                    )
                 };
                 let (response, enabled) = in_span.instrument(self.span.clone()).await;
                 (response, enabled, USER_ID.with(Cell::get))
@@ -245,11 +249,14 @@ fn push_timestamp(out: &mut String) {
         }
         out.push_str(prefix);
     });
-    let micros = now.subsec_micros();
-    for place in (0..6).rev() {
-        out.push(char::from(b'0' + (micros / 10u32.pow(place) % 10) as u8));
+    // Last digit first: a division by the constant 10 is a multiplication.
+    let mut digits = *b"000000Z";
+    let mut rest = now.subsec_micros();
+    for place in digits[..6].iter_mut().rev() {
+        *place = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
-    out.push('Z');
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000Z"));
 }
 
 /// `0.72`: milliseconds, rounded to two decimals.
