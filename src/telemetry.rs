@@ -151,9 +151,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// The formatting layer for `format`, writing to `writer`: `init` passes the batch and
-/// `http::access_log`'s tests a buffer, so the tests compare against the configuration
-/// the binary runs with. `ansi` (colours)
+/// The formatting layer for `format`, writing to `writer`: `init` passes the batch,
+/// `init_for_tests` the test harness's capture and `http::access_log`'s tests a buffer, so
+/// the tests compare against the configuration the binary runs with. `ansi` (colours)
 /// applies to text only.
 pub(crate) fn format_layer<S, W>(
     format: LogFormat,
@@ -202,7 +202,6 @@ pub(crate) fn write_info_line(line: &[u8]) {
 /// `GATEHOUSE_LOG_FORMAT` picks `text` (default, `key=value` lines) or `json` (one JSON
 /// object per line, for log collectors).
 pub fn init() -> Result<(), String> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let format = match std::env::var("GATEHOUSE_LOG_FORMAT")
         .unwrap_or_default()
         .trim()
@@ -220,7 +219,7 @@ pub fn init() -> Result<(), String> {
     let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
     // try_init: tests start many applications in one process; the first wins.
     let installed = tracing_subscriber::registry()
-        .with(filter)
+        .with(env_filter())
         .with(format_layer(format, ansi, BatchedStderr))
         .try_init();
     if installed.is_ok() && !ansi {
@@ -232,11 +231,17 @@ pub fn init() -> Result<(), String> {
 /// For tests: the same filter, written through the test harness's capture, so the log of
 /// a failing test is shown with it and a passing test's log is not.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(false)
-        .with_test_writer()
+    let _ = tracing_subscriber::registry()
+        .with(env_filter())
+        .with(format_layer(
+            LogFormat::Text,
+            false,
+            tracing_subscriber::fmt::TestWriter::new(),
+        ))
         .try_init();
+}
+
+/// `RUST_LOG`, or `info` when it is unset or not understood.
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }

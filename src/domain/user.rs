@@ -63,17 +63,23 @@ pub fn format_timestamp(at: &DateTime<Utc>) -> String {
         (at.second(), 2, b'.'),
         (nanos / 1000, 6, b'Z'),
     ] {
-        // Last digit first: a division by the constant 10 is a multiplication.
-        let mut rest = value;
-        for place in text[end..end + width].iter_mut().rev() {
-            *place = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
+        fill_digits(&mut text[end..end + width], value);
         text[end + width] = after;
         end += width + 1;
     }
     // Only ASCII digits and separators were written.
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// `value`'s last `places.len()` decimal digits, zero-padded, as ASCII into `places`.
+/// Last digit first: a division by the constant 10 is a multiplication, where a division by
+/// a power of ten computed per digit is a real division each time.
+pub(crate) fn fill_digits(places: &mut [u8], value: u32) {
+    let mut rest = value;
+    for place in places.iter_mut().rev() {
+        *place = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
 }
 
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -16,7 +16,7 @@
 //! through tracing as before.
 
 use super::client::ClientIp;
-use crate::domain::user::{format_timestamp, UserId};
+use crate::domain::user::{fill_digits, format_timestamp, UserId};
 use crate::state::AppState;
 use crate::telemetry::{self, LogFormat};
 use axum::extract::{ConnectInfo, Request};
@@ -249,13 +249,8 @@ fn push_timestamp(out: &mut String) {
         }
         out.push_str(prefix);
     });
-    // Last digit first: a division by the constant 10 is a multiplication.
     let mut digits = *b"000000Z";
-    let mut rest = now.subsec_micros();
-    for place in digits[..6].iter_mut().rev() {
-        *place = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
+    fill_digits(&mut digits[..6], now.subsec_micros());
     out.push_str(std::str::from_utf8(&digits).unwrap_or("000000Z"));
 }
 
