@@ -22,11 +22,17 @@ use crate::telemetry::{self, LogFormat};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{Method, Uri};
 use axum::response::Response;
+use futures_util::future::Map;
+use futures_util::FutureExt;
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::task::futures::TaskLocalFuture;
+use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
 tokio::task_local! {
@@ -82,31 +88,24 @@ impl RequestLog {
         }
     }
 
+    /// The request's span: everything logged while handling the request runs inside it.
+    pub(super) fn span(&self) -> &Span {
+        &self.span
+    }
+
     /// Runs `handling` inside the request's span, then writes the request's line.
-    pub(super) async fn around(self, handling: impl Future<Output = Response>) -> Response {
-        if self.span.is_disabled() {
-            // `RUST_LOG` turned request lines off.
-            return handling.await;
+    pub(super) fn around<F: Future<Output = Response>>(self, handling: F) -> Logged<F> {
+        let finished = handling.map(finished_in_span as FinishedInSpan);
+        Logged {
+            handling: USER_ID.scope(Cell::new(None), finished.instrument(self.span.clone())),
+            log: Some(self),
         }
-        let (response, line_enabled, user_id) = USER_ID
-            .scope(Cell::new(None), async {
-                let in_span = async {
-                    let response = handling.await;
-                    // Asked inside the span, as for the event `log_through_tracing` would
-                    // log: a `RUST_LOG` directive on the span's fields
-                    // (`[request{client="10.0.0.5"}]=info`) enables every request's span
-                    // but only the matching requests' lines.
-                    (
-                        response,
-                        tracing::enabled!(tracing::Level::INFO, status, latency_ms),
-                    )
-                };
-                let (response, enabled) = in_span.instrument(self.span.clone()).await;
-                (response, enabled, USER_ID.with(Cell::get))
-            })
-            .await;
-        if !line_enabled {
-            return response;
+    }
+
+    /// Writes the line for `response` unless `RUST_LOG` turned it off.
+    fn write_line(self, response: &Response, line_enabled: bool, user_id: Option<i64>) {
+        if self.span.is_disabled() || !line_enabled {
+            return;
         }
         let line = RequestLine {
             method: &self.method,
@@ -120,7 +119,45 @@ impl RequestLog {
             Some(format) => telemetry::write_info_line(&line.format(format)),
             None => log_through_tracing(&self.span, &line),
         }
-        response
+    }
+}
+
+type FinishedInSpan = fn(Response) -> (Response, bool, Option<i64>);
+
+/// What the line needs that can only be asked inside the request's span and its user-id
+/// slot, asked as the handling finishes. Whether the line is enabled is asked inside the
+/// span, as for the event `log_through_tracing` would log: a `RUST_LOG` directive on the
+/// span's fields (`[request{client="10.0.0.5"}]=info`) enables every request's span but
+/// only the matching requests' lines.
+fn finished_in_span(response: Response) -> (Response, bool, Option<i64>) {
+    let line_enabled = tracing::enabled!(tracing::Level::INFO, status, latency_ms);
+    (response, line_enabled, USER_ID.with(Cell::get))
+}
+
+pin_project_lite::pin_project! {
+    /// `RequestLog::around`'s future, written out rather than as an `async fn`: an
+    /// `async` block keeps a future it is handed and the future it awaits in separate
+    /// places, so each layer of `async` around the request's handling held another copy
+    /// of it, and the middleware's future had grown to 5 KiB, allocated and copied per
+    /// request (bench/RESULTS.md). Combinators nest without copies.
+    pub(super) struct Logged<F> {
+        #[pin]
+        handling: TaskLocalFuture<Cell<Option<i64>>, Instrumented<Map<F, FinishedInSpan>>>,
+        // Taken when the line is written.
+        log: Option<RequestLog>,
+    }
+}
+
+impl<F: Future<Output = Response>> Future for Logged<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.project();
+        let (response, line_enabled, user_id) = std::task::ready!(this.handling.poll(cx));
+        if let Some(log) = this.log.take() {
+            log.write_line(&response, line_enabled, user_id);
+        }
+        Poll::Ready(response)
     }
 }
 

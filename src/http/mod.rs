@@ -1,7 +1,7 @@
 //! The HTTP surface: the router, its fallbacks and the middleware around it.
 //!
 //! Order, outside in: trailing-slash normalisation (it must see the request before
-//! routing; `app.rs`); then, in one middleware (`around_routes`), the one-line request
+//! routing; `app.rs`); then, in one middleware (`around.rs`), the one-line request
 //! log (which also resolves the client's address, `client.rs`; `access_log.rs`), the
 //! security headers every response carries, panic → 500 in DRF's shape, and admission
 //! (the header-size limit, the `ALLOWED_HOSTS` check and the request deadline); CORS;
@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod account;
+mod around;
 pub mod auth;
 pub mod client;
 pub mod docs;
@@ -20,17 +21,13 @@ pub mod reset;
 pub mod throttle;
 pub mod users;
 
-use crate::domain::messages;
 use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware;
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use error::ApiError;
-use futures_util::FutureExt;
-use std::panic::AssertUnwindSafe;
 use throttle::Scope;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -92,64 +89,8 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         None => routes,
     };
     routes
-        .layer(middleware::from_fn_with_state(state.clone(), around_routes))
+        .layer(around::AroundRoutesLayer::new(state.clone()))
         .with_state(state)
-}
-
-/// What every request goes through before and after its route, outside in: the request
-/// log (`access_log.rs`), the security headers, a panic turned into a bare 500 in DRF's
-/// shape (the server keeps serving), admission (`admit`).
-///
-/// One middleware rather than a layer each (tower-http's `CatchPanicLayer`,
-/// `SetResponseHeaderLayer`s, a `from_fn` per concern): `Router::layer` boxes every layer
-/// around every route, and axum clones each box and boxes each middleware's future per
-/// request: eight boxed layers were 15 % of the instructions of `GET /api/users/me/`, and
-/// merging the last three middlewares and the panic layer saved another 5 % (93.3k →
-/// 89.0k; bench/RESULTS.md).
-async fn around_routes(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let log = access_log::RequestLog::begin(&state, &mut request);
-    log.around(async {
-        let admitted = AssertUnwindSafe(admit(&state, request, next)).catch_unwind();
-        let mut response = match admitted.await {
-            Ok(response) => response,
-            // The panic's message stays out of the answer and the log: it may hold anything.
-            Err(_panic) => {
-                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
-            }
-        };
-        add_security_headers(response.headers_mut());
-        response
-    })
-    .await
-}
-
-/// Headers on every response. Responses carry tokens and user data, so nothing may
-/// cache them (Django's `never_cache`); browsers must not guess content types, frame
-/// the API, or send its URLs (which may hold a reset token) as a referrer. A page that
-/// needs a looser policy (the reset form) sets its own CSP, which is left alone.
-fn add_security_headers(headers: &mut HeaderMap) {
-    let defaults = [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-    ];
-    for (name, value) in defaults {
-        headers
-            .entry(name)
-            .or_insert(HeaderValue::from_static(value));
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
 }
 
 /// CORS (django-cors-headers' `CORS_ALLOWED_ORIGINS`): off unless origins are listed;
@@ -206,45 +147,5 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::MethodNotAllowed {
         method: request.method().to_string(),
         allow: None,
-    }
-}
-
-/// What every request must pass before it reaches a route:
-/// - all headers together may be `GATEHOUSE_MAX_HEADER_BYTES` at most; past it, 431 in
-///   DRF's shape (hyper's own, larger buffer limit in `server.rs` bounds what is read at
-///   all);
-/// - Django's `ALLOWED_HOSTS`: a request for a host not listed gets 400 (API.md §1);
-/// - the request deadline (`GATEHOUSE_REQUEST_TIMEOUT`): a request that has not been
-///   answered in time (a database that stopped answering, say) gets 503 rather than
-///   hanging its client; whatever it was doing is dropped, and with it any open
-///   transaction, which rolls back.
-async fn admit(state: &AppState, request: Request, next: Next) -> Response {
-    let header_bytes: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if header_bytes > state.config.limits.max_header_bytes {
-        return ApiError::detail(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            messages::HEADERS_TOO_LARGE,
-        )
-        .into_response();
-    }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    if !state.config.allowed_hosts.allows(host) {
-        return ApiError::detail(StatusCode::BAD_REQUEST, messages::INVALID_HOST).into_response();
-    }
-    match tokio::time::timeout(state.config.limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!("request deadline passed: answering 503");
-            ApiError::Unavailable.into_response()
-        }
     }
 }

@@ -47,6 +47,52 @@ async fn no_response_may_be_cached_sniffed_or_framed() {
     assert_safe_headers(&method, "405");
 }
 
+/// Answers given before any route runs (admission) or instead of its answer (the
+/// request deadline) go through the same headers.
+#[tokio::test]
+async fn refusals_and_the_deadlines_503_carry_them_too() {
+    let slow = axum::Router::new().route(
+        "/test/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            "too late"
+        }),
+    );
+    let app = spawn_app_full(
+        &[
+            ("GATEHOUSE_MAX_HEADER_BYTES", "4096"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "1s"),
+        ],
+        slow,
+    )
+    .await;
+    let send = |request: reqwest::RequestBuilder| async move {
+        Reply::read(request.send().await.expect("request")).await
+    };
+
+    let big = send(
+        app.client
+            .get(app.url("/api/health/"))
+            .header("X-Padding", "a".repeat(5000)),
+    )
+    .await;
+    assert_eq!(big.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_safe_headers(&big, "431");
+
+    let host = send(
+        app.client
+            .get(app.url("/api/health/"))
+            .header("host", "evil.com"),
+    )
+    .await;
+    assert_eq!(host.status, StatusCode::BAD_REQUEST);
+    assert_safe_headers(&host, "400 (host)");
+
+    let late = send(app.client.get(app.url("/test/slow"))).await;
+    assert_eq!(late.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_safe_headers(&late, "503 (deadline)");
+}
+
 #[tokio::test]
 async fn the_reset_page_keeps_its_own_strict_policy() {
     let app = spawn_app().await;
