@@ -51,7 +51,7 @@ pub(crate) fn record_user_id(id: UserId) {
 }
 
 /// A request being logged: `begin` before anything else looks at it, `around` the rest
-/// of its handling (`http::around_routes`).
+/// of its handling (`around::AroundRoutes::call`).
 pub(super) struct RequestLog {
     started: Instant,
     method: Method,
@@ -88,30 +88,25 @@ impl RequestLog {
         }
     }
 
-    /// The request's span: everything logged while handling the request runs inside it.
-    pub(super) fn span(&self) -> &Span {
-        &self.span
-    }
-
     /// Runs `handling` inside the request's span, then writes the request's line.
     pub(super) fn around<F: Future<Output = Response>>(self, handling: F) -> Logged<F> {
         let finished = handling.map(finished_in_span as FinishedInSpan);
         Logged {
             handling: USER_ID.scope(Cell::new(None), finished.instrument(self.span.clone())),
-            log: Some(self),
+            log: self,
         }
     }
 
     /// Writes the line for `response` unless `RUST_LOG` turned it off.
-    fn write_line(self, response: &Response, line_enabled: bool, user_id: Option<i64>) {
-        if self.span.is_disabled() || !line_enabled {
+    fn write_line(&self, response: &Response, finished: Finished) {
+        if self.span.is_disabled() || !finished.line_enabled {
             return;
         }
         let line = RequestLine {
             method: &self.method,
             path: self.uri.path(),
             client: self.client,
-            user_id,
+            user_id: finished.user_id,
             status: response.status().as_u16(),
             latency: self.started.elapsed(),
         };
@@ -122,16 +117,25 @@ impl RequestLog {
     }
 }
 
-type FinishedInSpan = fn(Response) -> (Response, bool, Option<i64>);
+/// What the line needs to know that only the request's span and user-id slot can tell.
+struct Finished {
+    line_enabled: bool,
+    user_id: Option<i64>,
+}
 
-/// What the line needs that can only be asked inside the request's span and its user-id
-/// slot, asked as the handling finishes. Whether the line is enabled is asked inside the
+type FinishedInSpan = fn(Response) -> (Response, Finished);
+
+/// Asked inside the request's span and its user-id slot, as the handling finishes.
+/// Whether the line is enabled is asked inside the
 /// span, as for the event `log_through_tracing` would log: a `RUST_LOG` directive on the
 /// span's fields (`[request{client="10.0.0.5"}]=info`) enables every request's span but
 /// only the matching requests' lines.
-fn finished_in_span(response: Response) -> (Response, bool, Option<i64>) {
-    let line_enabled = tracing::enabled!(tracing::Level::INFO, status, latency_ms);
-    (response, line_enabled, USER_ID.with(Cell::get))
+fn finished_in_span(response: Response) -> (Response, Finished) {
+    let finished = Finished {
+        line_enabled: tracing::enabled!(tracing::Level::INFO, status, latency_ms),
+        user_id: USER_ID.with(Cell::get),
+    };
+    (response, finished)
 }
 
 pin_project_lite::pin_project! {
@@ -139,12 +143,11 @@ pin_project_lite::pin_project! {
     /// `async` block keeps a future it is handed and the future it awaits in separate
     /// places, so each layer of `async` around the request's handling held another copy
     /// of it, and the middleware's future had grown to 5 KiB, allocated and copied per
-    /// request (bench/RESULTS.md). Combinators nest without copies.
+    /// request (bench/RESULTS.md). Combinators hold one copy.
     pub(super) struct Logged<F> {
         #[pin]
         handling: TaskLocalFuture<Cell<Option<i64>>, Instrumented<Map<F, FinishedInSpan>>>,
-        // Taken when the line is written.
-        log: Option<RequestLog>,
+        log: RequestLog,
     }
 }
 
@@ -153,10 +156,9 @@ impl<F: Future<Output = Response>> Future for Logged<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         let this = self.project();
-        let (response, line_enabled, user_id) = std::task::ready!(this.handling.poll(cx));
-        if let Some(log) = this.log.take() {
-            log.write_line(&response, line_enabled, user_id);
-        }
+        // Polled again after this, `TaskLocalFuture` panics: the line is written once.
+        let (response, finished) = std::task::ready!(this.handling.poll(cx));
+        this.log.write_line(&response, finished);
         Poll::Ready(response)
     }
 }

@@ -1,7 +1,9 @@
 //! What every request goes through before and after its route, outside in: the request
 //! log (`access_log.rs`), the security headers, a panic turned into a bare 500 in DRF's
 //! shape (the server keeps serving), admission (the header-size limit, `ALLOWED_HOSTS`
-//! and the request deadline).
+//! and the request deadline). Admission's two checks run as the request arrives, before
+//! its span is entered (they log nothing); the route, and with it everything a handler
+//! does or logs, runs inside the span and the panic guard, under the deadline.
 //!
 //! One tower service written out rather than a layer each, or axum's `from_fn`:
 //! - `Router::layer` boxes every layer around every route, and axum clones each box per
@@ -58,11 +60,17 @@ pub(super) struct AroundRoutes<S> {
     route: S,
 }
 
-type PanicPayload = Box<dyn Any + Send>;
-type Handled = Result<Result<Result<Response, Infallible>, Elapsed>, PanicPayload>;
-/// The route's own future under the deadline and the panic guard.
+// The future's layers, inside out: the route's own future; under the deadline
+// (`Timeout`); under the panic guard (`CatchUnwind`); turned into a response (`Routed`);
+// or instead an answer admission gave at once (`Either`); with the security headers
+// (`Answered`); logged (`Logged`, access_log.rs); as tower wants it (`Self::Future`).
+// Each step is a named type, and each function a `fn` pointer (the `as fn(..)` casts),
+// so that the whole can be written down as `Service::Future` without a box.
+
+/// What comes out of the panic guard: a panic's payload, or what comes out of the
+/// deadline: `Elapsed`, or the route's own answer (which cannot fail).
+type Handled = Result<Result<Result<Response, Infallible>, Elapsed>, Box<dyn Any + Send>>;
 type Routed<F> = Map<CatchUnwind<AssertUnwindSafe<Timeout<F>>>, fn(Handled) -> Response>;
-/// Either an answer admission gave at once, or the route's.
 type Answered<F> = Map<Either<Ready<Response>, Routed<F>>, fn(Response) -> Response>;
 
 impl<S> Service<Request> for AroundRoutes<S>
@@ -79,26 +87,17 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let log = RequestLog::begin(&self.state, &mut request);
+        let deadline = self.state.config.limits.request_timeout;
         let answer = match refusal(&self.state, &request) {
             Some(refused) => Either::Left(future::ready(refused)),
-            None => {
-                let deadline = self.state.config.limits.request_timeout;
-                // The route's `call` runs the routing, before any of the handler's code;
-                // a panic there is caught like one while the handler runs.
-                let route = &mut self.route;
-                let called = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    let _in_span = log.span().enter();
-                    route.call(request)
-                }));
-                match called {
-                    Ok(future) => Either::Right(
-                        AssertUnwindSafe(tokio::time::timeout(deadline, future))
-                            .catch_unwind()
-                            .map(handled as fn(Handled) -> Response),
-                    ),
-                    Err(_panic) => Either::Left(future::ready(log.span().in_scope(panicked))),
-                }
-            }
+            // `Router::layer` puts this service after the routing, and a route's `call`
+            // only readies its boxed service: the handler, its extractors and its
+            // throttle run when the future is polled, inside the guards.
+            None => Either::Right(
+                AssertUnwindSafe(tokio::time::timeout(deadline, self.route.call(request)))
+                    .catch_unwind()
+                    .map(handled as fn(Handled) -> Response),
+            ),
         };
         let answer = answer.map(with_security_headers as fn(Response) -> Response);
         log.around(answer)
@@ -106,8 +105,8 @@ where
     }
 }
 
-/// The route's outcome as a response. Runs inside the request's span, so the warning
-/// says which request it was.
+/// The route's outcome as a response. Runs inside the request's span (`Logged` polls
+/// it there), so the warning says which request it was.
 fn handled(outcome: Handled) -> Response {
     match outcome {
         Ok(Ok(Ok(response))) => response,

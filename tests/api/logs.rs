@@ -68,10 +68,20 @@ fn gatehouse(dir: &std::path::Path, database_url: &str, format: &str) -> Command
 }
 
 async fn start(dir: &std::path::Path, database_url: &str, format: &str) -> Server {
+    start_with(dir, database_url, format, &[]).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    database_url: &str,
+    format: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let port = free_port();
     let log = dir.join("server.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = gatehouse(dir, database_url, format)
+        .envs(env.iter().copied())
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -197,6 +207,43 @@ async fn info_lines_reach_the_log_while_running_and_all_of_them_by_exit() {
         log.lines()
             .any(|l| l.ends_with("INFO every request finished; stopping")),
         "the last lines are missing:\n{log}"
+    );
+}
+
+/// A line logged while a request is handled names the request: here the warning of a
+/// request that ran past its deadline (a login, which always takes a password hash's
+/// time, against a deadline of a millisecond).
+#[tokio::test]
+async fn a_warning_while_handling_a_request_carries_the_requests_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(&dir).await;
+    let mut server = start_with(
+        dir.path(),
+        &database_url,
+        "text",
+        &[("GATEHOUSE_REQUEST_TIMEOUT", "1ms")],
+    )
+    .await;
+    let reply = server
+        .post(
+            "/api/login/",
+            json!({"username": "nobody", "password": "not a secret here"}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    assert!(server.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(r#"WARN request{method=POST path="/api/login" client="127.0.0.1"}: request deadline passed"#)),
+        "no warning in the request's context:\n{log}"
     );
 }
 
