@@ -126,10 +126,10 @@ struct Finished {
 type FinishedInSpan = fn(Response) -> (Response, Finished);
 
 /// Asked inside the request's span and its user-id slot, as the handling finishes.
-/// Whether the line is enabled is asked inside the
-/// span, as for the event `log_through_tracing` would log: a `RUST_LOG` directive on the
-/// span's fields (`[request{client="10.0.0.5"}]=info`) enables every request's span but
-/// only the matching requests' lines.
+/// Whether the line is enabled is asked inside the span, as for the event
+/// `log_through_tracing` would log: a `RUST_LOG` directive on the span's fields
+/// (`[request{client="10.0.0.5"}]=info`) enables every request's span but only the
+/// matching requests' lines.
 fn finished_in_span(response: Response) -> (Response, Finished) {
     let finished = Finished {
         line_enabled: tracing::enabled!(tracing::Level::INFO, status, latency_ms),

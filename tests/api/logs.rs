@@ -41,6 +41,19 @@ impl Server {
     async fn post(&self, path: &str, body: Value) -> Reply {
         self.call(Method::POST, path, None, Some(body)).await
     }
+
+    /// Stops the server as a supervisor would (SIGTERM), checks it exited cleanly, and
+    /// returns everything it printed.
+    fn stop(&mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(
+            self.child.wait().unwrap().success(),
+            "gatehouse failed on SIGTERM"
+        );
+        std::fs::read_to_string(&self.log).unwrap()
+    }
 }
 
 fn free_port() -> u16 {
@@ -196,11 +209,7 @@ async fn info_lines_reach_the_log_while_running_and_all_of_them_by_exit() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    assert!(server.child.wait().unwrap().success());
-    let log = std::fs::read_to_string(&server.log).unwrap();
+    let log = server.stop();
     // The last info line the server logs. Not necessarily the log's last line: a task in
     // the background (the purge, at start-up) may still log a debug line after it.
     assert!(
@@ -236,11 +245,7 @@ async fn a_warning_while_handling_a_request_carries_the_requests_context() {
         "{}",
         reply.body
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    assert!(server.child.wait().unwrap().success());
-    let log = std::fs::read_to_string(&server.log).unwrap();
+    let log = server.stop();
     assert!(
         log.lines().any(|l| l.contains(r#"WARN request{method=POST path="/api/login" client="127.0.0.1"}: request deadline passed"#)),
         "no warning in the request's context:\n{log}"
@@ -476,11 +481,7 @@ async fn drive_every_endpoint(format: &str) -> String {
         .await;
     let _ = deleted;
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    let _ = server.child.wait();
-    let log = std::fs::read_to_string(&server.log).unwrap();
+    let log = server.stop();
 
     secrets.extend(
         [
