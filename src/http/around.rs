@@ -19,7 +19,7 @@ use super::error::ApiError;
 use crate::domain::messages;
 use crate::state::AppState;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{self, CatchUnwind, Either, Map, Ready};
 use futures_util::FutureExt;
@@ -164,16 +164,12 @@ fn refusal(state: &AppState, request: &Request) -> Option<Response> {
     None
 }
 
-fn with_security_headers(mut response: Response) -> Response {
-    add_security_headers(response.headers_mut());
-    response
-}
-
 /// Headers on every response. Responses carry tokens and user data, so nothing may
 /// cache them (Django's `never_cache`); browsers must not guess content types, frame
 /// the API, or send its URLs (which may hold a reset token) as a referrer. A page that
 /// needs a looser policy (the reset form) sets its own CSP, which is left alone.
-fn add_security_headers(headers: &mut HeaderMap) {
+fn with_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
     let defaults = [
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -192,4 +188,5 @@ fn add_security_headers(headers: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    response
 }
