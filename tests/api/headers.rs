@@ -51,19 +51,12 @@ async fn no_response_may_be_cached_sniffed_or_framed() {
 /// request deadline) go through the same headers.
 #[tokio::test]
 async fn refusals_and_the_deadlines_503_carry_them_too() {
-    let slow = axum::Router::new().route(
-        "/test/slow",
-        axum::routing::get(|| async {
-            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            "too late"
-        }),
-    );
     let app = spawn_app_full(
         &[
             ("GATEHOUSE_MAX_HEADER_BYTES", "4096"),
             ("GATEHOUSE_REQUEST_TIMEOUT", "1s"),
         ],
-        slow,
+        slow_route(),
     )
     .await;
     let send = |request: reqwest::RequestBuilder| async move {

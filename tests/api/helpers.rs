@@ -102,6 +102,18 @@ pub async fn spawn_app_full(overrides: &[(&str, &str)], extra: axum::Router<AppS
         .0
 }
 
+/// An extra route for `spawn_app_full`: `GET /test/slow` answers only after a minute,
+/// for tests of the request deadline.
+pub fn slow_route() -> axum::Router<AppState> {
+    axum::Router::new().route(
+        "/test/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            "too late"
+        }),
+    )
+}
+
 /// Spawns an app that drains and stops as SIGTERM would make it when `shutdown`
 /// completes; the handle resolves once it has stopped.
 pub async fn spawn_app_until(

@@ -2,7 +2,6 @@
 //! request deadline, the password cap and the bounded wait for a hashing slot.
 
 use crate::helpers::*;
-use axum::routing::get;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -182,14 +181,7 @@ async fn a_client_trickling_its_body_gets_408() {
 
 #[tokio::test]
 async fn a_request_past_its_deadline_gets_503_in_the_contracts_shape() {
-    let slow = axum::Router::new().route(
-        "/test/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            "too late"
-        }),
-    );
-    let app = spawn_app_full(&[("GATEHOUSE_REQUEST_TIMEOUT", "1s")], slow).await;
+    let app = spawn_app_full(&[("GATEHOUSE_REQUEST_TIMEOUT", "1s")], slow_route()).await;
     let reply = Reply::read(
         app.client
             .get(app.url("/test/slow"))
