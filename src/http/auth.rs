@@ -9,9 +9,9 @@ use crate::auth::lockout;
 use crate::auth::passwords::Verified;
 use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
 use crate::domain::username::MAX_USERNAME_CHARS;
-use crate::domain::{messages, FieldErrors, UserId};
+use crate::domain::{messages, FieldErrors};
 use crate::state::AppState;
-use crate::store::Rotation;
+use crate::store::{Exchange, Rotation, SpentToken};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
@@ -117,13 +117,31 @@ pub async fn login(
             .login_succeeded(&guard.account, &guard.client, guard.now)
             .await?;
     }
+    let (id, mut verified_hash) = (credentials.user.id, credentials.password_hash);
     if outdated {
         let hash = state.hasher.hash(SecretString::from(password)).await?;
-        let (id, old) = (credentials.user.id, &credentials.password_hash);
-        state.store.upgrade_password_hash(id, old, &hash).await?;
+        if state
+            .store
+            .upgrade_password_hash(id, &verified_hash, &hash)
+            .await?
+        {
+            verified_hash = hash;
+        }
     }
-    let pair = start_session(&state, credentials.user.id, &random_hex_id()).await?;
-    crate::http::access_log::record_user_id(credentials.user.id);
+    // The session starts only if the password verified above is still the user's, and
+    // the user still active: a reset or deactivation that landed while the hash was
+    // computed wins, and the old password opens nothing.
+    let sid = random_hex_id();
+    let (pair, refresh_jti) = state.tokens.issue_pair(id, &sid);
+    let now = chrono::Utc::now();
+    if !state
+        .store
+        .start_session(id, &sid, &refresh_jti, &verified_hash, now)
+        .await?
+    {
+        return Err(ApiError::login_failed());
+    }
+    crate::http::access_log::record_user_id(id);
     Ok(Json(pair))
 }
 
@@ -133,19 +151,6 @@ struct LoginGuard {
     account: String,
     client: String,
     now: i64,
-}
-
-async fn start_session(
-    state: &AppState,
-    user_id: UserId,
-    sid: &str,
-) -> Result<TokenPair, ApiError> {
-    let (pair, refresh_jti) = state.tokens.issue_pair(user_id, sid);
-    state
-        .store
-        .start_session(user_id, sid, &refresh_jti, chrono::Utc::now())
-        .await?;
-    Ok(pair)
 }
 
 /// Reads a required token field (`refresh` or `token`) as a 400 when missing.
@@ -235,24 +240,32 @@ pub async fn token_refresh(
             }
             let sid = random_hex_id();
             let (pair, refresh_jti) = state.tokens.issue_pair(claims.user_id, &sid);
-            let exchanged = state.store.exchange_spent_token(
-                &claims.jti,
-                claims.user_id,
-                claims.exp,
-                &sid,
-                &refresh_jti,
-                chrono::Utc::now(),
-            );
-            if !exchanged.await? {
-                // Reuse: the session this token was exchanged for ends too.
-                state.store.end_session_started_by(&claims.jti).await?;
-                tracing::warn!(
-                    user_id = claims.user_id.0,
-                    "spent SimpleJWT refresh token presented again: session ended"
-                );
-                return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
+            let token = SpentToken {
+                jti: &claims.jti,
+                user_id: claims.user_id,
+                issued_at: claims.iat,
+                expires_at: claims.exp,
+            };
+            let exchanged =
+                state
+                    .store
+                    .exchange_spent_token(token, &sid, &refresh_jti, chrono::Utc::now());
+            match exchanged.await? {
+                Exchange::Exchanged => Ok(Json(pair)),
+                Exchange::AlreadySpent => {
+                    // Reuse: the session this token was exchanged for ends too.
+                    state.store.end_session_started_by(&claims.jti).await?;
+                    tracing::warn!(
+                        user_id = claims.user_id.0,
+                        "spent SimpleJWT refresh token presented again: session ended"
+                    );
+                    Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED))
+                }
+                // A password change or deactivation landed after the checks above.
+                Exchange::Refused => {
+                    Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED))
+                }
             }
-            Ok(Json(pair))
         }
     }
 }

@@ -767,14 +767,14 @@ macro_rules! impl_store {
                 id: UserId,
                 old_hash: &str,
                 new_hash: &str,
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::UPGRADE_PASSWORD)
+            ) -> Result<bool, StoreError> {
+                let upgraded = sqlx::query(sql::UPGRADE_PASSWORD)
                     .bind(id.0)
                     .bind(new_hash)
                     .bind(old_hash)
                     .execute(&self.pool)
                     .await?;
-                Ok(())
+                Ok(upgraded.rows_affected() == 1)
             }
 
             async fn set_password(
@@ -813,9 +813,20 @@ macro_rules! impl_store {
                 id: UserId,
                 sid: &str,
                 refresh_jti: &str,
+                password_hash: &str,
                 now: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // First: it takes the user's row lock before the session exists.
+                let recorded = sqlx::query(sql::RECORD_LOGIN)
+                    .bind(id.0)
+                    .bind(db_time(now))
+                    .bind(password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                if recorded.rows_affected() == 0 {
+                    return Ok(false);
+                }
                 sqlx::query(sql::INSERT_SESSION)
                     .bind(sid)
                     .bind(id.0)
@@ -823,13 +834,8 @@ macro_rules! impl_store {
                     .bind(now.timestamp())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(sql::SET_LAST_LOGIN)
-                    .bind(id.0)
-                    .bind(db_time(now))
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn rotate_refresh(
@@ -900,33 +906,40 @@ macro_rules! impl_store {
 
             async fn exchange_spent_token(
                 &self,
-                jti: &str,
-                id: UserId,
-                expires_at: i64,
+                token: SpentToken<'_>,
                 sid: &str,
                 refresh_jti: &str,
                 now: DateTime<Utc>,
-            ) -> Result<bool, StoreError> {
+            ) -> Result<Exchange, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // First: the user's row lock, as for a login (`sql::RECORD_LOGIN`).
+                let unchanged = sqlx::query(sql::HOLD_USER_UNCHANGED_SINCE)
+                    .bind(token.user_id.0)
+                    .bind(token.issued_at)
+                    .execute(&mut *tx)
+                    .await?;
+                if unchanged.rows_affected() == 0 {
+                    return Ok(Exchange::Refused);
+                }
                 let spent = sqlx::query(sql::SPEND_TOKEN)
-                    .bind(jti)
-                    .bind(id.0)
-                    .bind(expires_at)
+                    .bind(token.jti)
+                    .bind(token.user_id.0)
+                    .bind(token.expires_at)
                     .bind(sid)
                     .execute(&mut *tx)
                     .await?;
                 if spent.rows_affected() == 0 {
-                    return Ok(false);
+                    return Ok(Exchange::AlreadySpent);
                 }
                 sqlx::query(sql::INSERT_SESSION)
                     .bind(sid)
-                    .bind(id.0)
+                    .bind(token.user_id.0)
                     .bind(refresh_jti)
                     .bind(now.timestamp())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(true)
+                Ok(Exchange::Exchanged)
             }
 
             async fn token_spent(&self, jti: &str) -> Result<bool, StoreError> {

@@ -124,6 +124,27 @@ pub enum Rotation {
     Gone,
 }
 
+/// A sessionless (SimpleJWT) refresh token being spent.
+#[derive(Debug, Clone, Copy)]
+pub struct SpentToken<'a> {
+    pub jti: &'a str,
+    pub user_id: UserId,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// The outcome of exchanging a sessionless refresh token for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// Spent, and the new session started.
+    Exchanged,
+    /// It was spent already (reuse): nothing changed.
+    AlreadySpent,
+    /// The user is inactive or gone, or a cut-off came at or after the token was issued:
+    /// nothing changed.
+    Refused,
+}
+
 /// Changes to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
@@ -442,13 +463,14 @@ pub trait Store: Send + Sync {
         next_attempt_at: Option<i64>,
         error: &str,
     ) -> Result<(), StoreError>;
-    /// Replaces an outdated hash (upgraded at login), if it is still `old_hash`.
+    /// Replaces an outdated hash (upgraded at login), if it is still `old_hash`; false if
+    /// it no longer was.
     async fn upgrade_password_hash(
         &self,
         id: UserId,
         old_hash: &str,
         new_hash: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Sets a new password: stores the hash, moves the token cut-off to `now`, and ends
     /// every session of the user except `keep`.
     async fn set_password(
@@ -466,14 +488,16 @@ pub trait Store: Send + Sync {
         sid: Option<&str>,
     ) -> Result<Option<AccessCheck>, StoreError>;
     /// Records a new session (a login) whose current refresh token is `refresh_jti`, and
-    /// the user's `last_login`.
+    /// the user's `last_login`, if the user is still active and `password_hash` is still
+    /// their hash (the one the login verified); false, and nothing recorded, if not.
     async fn start_session(
         &self,
         id: UserId,
         sid: &str,
         refresh_jti: &str,
+        password_hash: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Atomically replaces the session's refresh `jti` if `old_jti` is the current one;
     /// otherwise, if the session exists, ends it (a spent token came back).
     async fn rotate_refresh(
@@ -497,13 +521,11 @@ pub trait Store: Send + Sync {
     /// always finds the session to end. False if the token was already spent.
     async fn exchange_spent_token(
         &self,
-        jti: &str,
-        id: UserId,
-        expires_at: i64,
+        token: SpentToken<'_>,
         sid: &str,
         refresh_jti: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Exchange, StoreError>;
     /// Ends the session a spent token started (its reuse was detected).
     async fn end_session_started_by(&self, jti: &str) -> Result<(), StoreError>;
     /// Drops sessions idle longer than the refresh lifetime and spent tokens past expiry.

@@ -5,8 +5,9 @@
 use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
-    Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
-    Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
+    Arg, Credentials, Exchange, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation,
+    SessionId, SpentToken, Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK,
+    SUPERUSERS_LOCK,
 };
 use super::{login_lock_key, LockoutPolicy, LoginRecord};
 use crate::auth::lockout::Failures;

@@ -93,7 +93,19 @@ pub fn page_of_users(
     }
 }
 
-pub const SET_LAST_LOGIN: &str = "UPDATE auth_user SET last_login = $2 WHERE id = $1";
+/// A login's last step, only if the user is still active with the hash that was verified
+/// (`$3`): the verification ran without a transaction, and a password change or a
+/// deactivation that committed meanwhile must win. As an UPDATE it takes the user's row
+/// lock, which a password change takes first too (`SET_PASSWORD`), so the two serialise:
+/// the change either ends the session this login starts, or makes this match nothing.
+pub const RECORD_LOGIN: &str =
+    "UPDATE auth_user SET last_login = $2 WHERE id = $1 AND password = $3 AND is_active";
+/// The same row lock for exchanging a SimpleJWT refresh token issued at `$2`: matches
+/// only while the user is active and no cut-off (a password change) came at or after it.
+pub const HOLD_USER_UNCHANGED_SINCE: &str =
+    "UPDATE auth_user SET is_active = is_active WHERE id = $1 AND is_active \
+    AND NOT EXISTS (SELECT 1 FROM gatehouse_user_state c \
+    WHERE c.user_id = $1 AND c.tokens_valid_after >= $2)";
 pub const SET_PASSWORD: &str = "UPDATE auth_user SET password = $2 WHERE id = $1";
 /// Only if the hash is still the one that was verified: a password change that landed
 /// meanwhile must not be overwritten by the upgrade of the old password.

@@ -9,8 +9,9 @@
 use super::common::impl_store;
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
-    Arg, Credentials, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation, SessionId,
-    Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK, SUPERUSERS_LOCK,
+    Arg, Credentials, Exchange, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation,
+    SessionId, SpentToken, Store, StoreError, UniqueField, UserQuery, UserUpdate, MIGRATIONS_LOCK,
+    SUPERUSERS_LOCK,
 };
 use super::{login_lock_key, LockoutPolicy, LoginRecord};
 use crate::auth::lockout::Failures;
@@ -406,10 +407,8 @@ mod tests {
             "a database file gets in-place readers"
         );
         let sid = "0123456789abcdef0123456789abcdef".to_owned();
-        store
-            .start_session(user.id, &sid, "jti", Utc::now())
-            .await
-            .unwrap();
+        let started = store.start_session(user.id, &sid, "jti", "!", Utc::now());
+        assert!(started.await.unwrap(), "the hash is still \"!\"");
 
         let check = store
             .access_check_in_place(user.id, Some(&sid))
@@ -438,6 +437,45 @@ mod tests {
             .access_check_in_place(UserId(user.id.0 + 1), None)
             .expect("answered in place")
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_or_an_exchange_after_a_password_change_is_refused() {
+        // The conditions the store checks under the user's row lock, for the races the
+        // handlers cannot see (tests/api/login.rs races a real login).
+        let dir = tempfile::tempdir().unwrap();
+        let (store, user) = store_with_user(&dir).await;
+        let issued_at = Utc::now().timestamp() - 10;
+        store
+            .set_password(user.id, "!new", None, Utc::now())
+            .await
+            .unwrap();
+
+        let sid = "0123456789abcdef0123456789abcdef";
+        let stale = store.start_session(user.id, sid, "jti", "!", Utc::now());
+        assert!(
+            !stale.await.unwrap(),
+            "the verified hash is no longer the user's"
+        );
+        let token = SpentToken {
+            jti: "simplejwt-jti",
+            user_id: user.id,
+            issued_at,
+            expires_at: issued_at + 3600,
+        };
+        let exchanged = store.exchange_spent_token(token, sid, "jti", Utc::now());
+        assert_eq!(exchanged.await.unwrap(), Exchange::Refused);
+        assert_eq!(store.session(sid).await.unwrap(), None);
+        assert!(!store.token_spent("simplejwt-jti").await.unwrap());
+
+        let later = SpentToken {
+            issued_at: Utc::now().timestamp() + 1,
+            ..token
+        };
+        let exchanged = store.exchange_spent_token(later, sid, "jti", Utc::now());
+        assert_eq!(exchanged.await.unwrap(), Exchange::Exchanged);
+        let current = store.start_session(user.id, "another-session", "jti2", "!new", Utc::now());
+        assert!(current.await.unwrap());
     }
 
     #[tokio::test]

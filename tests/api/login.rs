@@ -462,3 +462,89 @@ async fn every_password_hash_django_writes_signs_in_and_keeps_signing_in_after_t
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// An extra route for `spawn_app_full`: `GET /test/hold-hash/{n}` keeps a hash slot busy,
+/// verifying a password against a PBKDF2 hash of `n` iterations.
+fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
+    use axum::extract::{Path, State};
+    use gatehouse::state::AppState;
+    axum::Router::new().route(
+        "/test/hold-hash/{iterations}",
+        axum::routing::get(
+            |State(state): State<AppState>, Path(iterations): Path<u32>| async move {
+                let slow = format!("pbkdf2_sha256${iterations}$salt${}=", "A".repeat(43));
+                let guess = secrecy::SecretString::from("not-it".to_owned());
+                let _ = state.hasher.verify(guess, Some(slow)).await;
+                "held"
+            },
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session() {
+    // Two instances on one database, as behind a load balancer. On the first, the one
+    // hash slot is held, so a login with the old password reads the stored hash and then
+    // waits for the slot; meanwhile the owner changes the password on the second. The
+    // login's verification of the old hash then succeeds, but it must not open a session
+    // the change was meant to close.
+    let first = spawn_app_full(
+        &[
+            ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+            ("GATEHOUSE_HASH_WAIT", "120s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
+        ],
+        hold_hash_slot_route(),
+    )
+    .await;
+    first.register_ok("monica").await;
+    let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
+    let (owner_access, _) = second.login_ok("monica").await;
+
+    // PBKDF2's speed differs tenfold between machines: timed once, then enough holds in a
+    // row for about three seconds. The hash slot is handed out first come, first served,
+    // so the login waits behind all of them.
+    let hold = |iterations: u32| {
+        let request = first
+            .client
+            .get(first.url(&format!("/test/hold-hash/{iterations}")));
+        tokio::spawn(request.send())
+    };
+    let started = Instant::now();
+    hold(1_000_000).await.unwrap().unwrap();
+    let per_million = started.elapsed().as_secs_f64().max(0.01);
+    let holds = (3.0 / (per_million * 10.0)).ceil() as usize;
+    let iterations = (3.0 / per_million / holds as f64 * 1e6).clamp(1e6, 1e7) as u32;
+    let held: Vec<_> = (0..holds).map(|_| hold(iterations)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let racing_login = {
+        let (client, url) = (first.client.clone(), first.url("/api/login/"));
+        tokio::spawn(async move {
+            let body = json!({"username": "monica", "password": STRONG_PASSWORD});
+            Reply::read(client.post(url).json(&body).send().await.unwrap()).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changed = second
+        .send_auth(
+            reqwest::Method::POST,
+            "/api/change_password/",
+            &owner_access,
+            Some(json!({"old_password": STRONG_PASSWORD, "new_password": "a-Brand-new-passw0rd"})),
+        )
+        .await;
+    assert!(changed.status.is_success(), "{}", changed.body);
+    assert!(
+        !held.iter().all(|hold| hold.is_finished()),
+        "the hash slot was free before the password changed: the race was not set up"
+    );
+
+    assert_login_failed(&racing_login.await.unwrap());
+    for hold in held {
+        assert_eq!(hold.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        first.login("monica", "a-Brand-new-passw0rd").await.status,
+        StatusCode::OK
+    );
+}
