@@ -238,6 +238,10 @@ pub async fn token_refresh(
             {
                 return Err(ApiError::token_invalid(messages::TOKEN_INVALID_OR_EXPIRED));
             }
+            // What SimpleJWT answers for a token its blacklist holds.
+            if state.store.blacklisted_by_simplejwt(&claims.jti).await? {
+                return Err(ApiError::token_invalid(messages::TOKEN_BLACKLISTED));
+            }
             let sid = random_hex_id();
             let (pair, refresh_jti) = state.tokens.issue_pair(claims.user_id, &sid);
             let token = SpentToken {
@@ -290,7 +294,8 @@ async fn still_good(state: &AppState, claims: &Claims) -> Result<bool, ApiError>
                 None => return Ok(false),
             };
             let spent = claims.token_type == TokenType::Refresh
-                && state.store.token_spent(&claims.jti).await?;
+                && (state.store.token_spent(&claims.jti).await?
+                    || state.store.blacklisted_by_simplejwt(&claims.jti).await?);
             Ok(!before_cutoff && !spent)
         }
     }

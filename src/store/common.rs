@@ -950,6 +950,24 @@ macro_rules! impl_store {
                 Ok(count > 0)
             }
 
+            async fn blacklisted_by_simplejwt(&self, jti: &str) -> Result<bool, StoreError> {
+                // Asked only of SimpleJWT's own tokens, which are rare once their users
+                // sign in to gatehouse: the table's presence is looked up each time rather
+                // than remembered, so a blacklist Django creates later counts too.
+                let exists: i64 = sqlx::query_scalar(TABLE_EXISTS)
+                    .bind(sql::SIMPLEJWT_BLACKLIST_TABLE)
+                    .fetch_one(&self.pool)
+                    .await?;
+                if exists == 0 {
+                    return Ok(false);
+                }
+                let count: i64 = sqlx::query_scalar(sql::SIMPLEJWT_BLACKLISTED)
+                    .bind(jti)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count > 0)
+            }
+
             async fn end_session_started_by(&self, jti: &str) -> Result<(), StoreError> {
                 sqlx::query(sql::END_SESSION_STARTED_BY)
                     .bind(jti)

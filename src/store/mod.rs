@@ -516,9 +516,14 @@ pub trait Store: Send + Sync {
     async fn spend_token(&self, jti: &str, id: UserId, expires_at: i64)
         -> Result<bool, StoreError>;
     async fn token_spent(&self, jti: &str) -> Result<bool, StoreError>;
-    /// Exchanges a sessionless refresh token for session `sid` in one transaction: marks
-    /// it spent with that session and starts the session, so a concurrent second use
-    /// always finds the session to end. False if the token was already spent.
+    /// Whether SimpleJWT's blacklist, if the database has one, holds the refresh token
+    /// `jti` (API.md §9: a token Django logged out or rotated stays refused).
+    async fn blacklisted_by_simplejwt(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Exchanges a sessionless refresh token, issued at `issued_at`, for session `sid` in
+    /// one transaction: marks it spent with that session and starts the session, so a
+    /// concurrent second use always finds the session to end. Only while the user is
+    /// active and no cut-off came at or after `issued_at`, checked under the user's row
+    /// lock (`sql::HOLD_USER_UNCHANGED_SINCE`).
     async fn exchange_spent_token(
         &self,
         token: SpentToken<'_>,

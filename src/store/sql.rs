@@ -155,6 +155,13 @@ pub const SPEND_TOKEN: &str =
     "INSERT INTO gatehouse_spent_token (jti, user_id, expires_at, session_id) \
     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING";
 pub const TOKEN_SPENT: &str = "SELECT count(*) FROM gatehouse_spent_token WHERE jti = $1";
+/// The table of SimpleJWT's blacklist app (`rest_framework_simplejwt.token_blacklist`),
+/// on a database Django shares or left behind.
+pub const SIMPLEJWT_BLACKLIST_TABLE: &str = "token_blacklist_blacklistedtoken";
+/// Whether SimpleJWT blacklisted the refresh token `$1` (its logout, or its rotation
+/// with `BLACKLIST_AFTER_ROTATION`): a blacklisted token points at its outstanding one.
+pub const SIMPLEJWT_BLACKLISTED: &str = "SELECT count(*) FROM token_blacklist_blacklistedtoken b \
+    JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id WHERE o.jti = $1";
 pub const END_SESSION_STARTED_BY: &str =
     "DELETE FROM gatehouse_session WHERE id = (SELECT session_id FROM gatehouse_spent_token WHERE jti = $1)";
 pub const PURGE_SESSIONS: &str = "DELETE FROM gatehouse_session WHERE refreshed_at < $1";

@@ -381,6 +381,44 @@ async fn tokens_pass_both_ways_between_simplejwt_and_gatehouse() {
 }
 
 #[tokio::test]
+#[tokio::test]
+async fn refresh_tokens_simplejwt_blacklisted_stay_refused() {
+    // A token Django logged out (or rotated away, with BLACKLIST_AFTER_ROTATION) before
+    // gatehouse took over, or while both serve the database, is refused as SimpleJWT
+    // refuses it, however it is presented.
+    let Some((django, dir)) = Django::migrated().await else {
+        return;
+    };
+    django.create_user("rachel", "rachel@example.com").await;
+    let logged_out = django
+        .run_one(json!({"op": "tokens", "username": "rachel"}))
+        .await;
+    let still_good = django
+        .run_one(json!({"op": "tokens", "username": "rachel"}))
+        .await;
+    let refresh = logged_out["refresh"].as_str().unwrap();
+    django
+        .run_one(json!({"op": "blacklist", "refresh": refresh}))
+        .await;
+    let app = spawn_app_on(&django.database_url, dir).await;
+
+    let blacklisted = json!({"detail": "Token is blacklisted", "code": "token_not_valid"});
+    let reply = app.refresh(refresh).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body, blacklisted);
+    assert_eq!(app.verify(refresh).await.status, StatusCode::UNAUTHORIZED);
+    let reply = app
+        .post_json("/api/logout/", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+
+    // The other token of the same user, which Django did not blacklist, still works.
+    let other = still_good["refresh"].as_str().unwrap();
+    assert_eq!(app.verify(other).await.status, StatusCode::OK);
+    let reply = app.refresh(other).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
 async fn users_equal_but_for_case_stop_start_up_with_their_list_and_nothing_changes() {
     let Some((django, _dir)) = Django::migrated().await else {
         return;

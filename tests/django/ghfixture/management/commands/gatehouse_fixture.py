@@ -14,6 +14,8 @@ Operations ({"op": name, ...arguments} -> result):
 - check_password {username, password} -> {ok, hash, recipe_must_update}
   (`recipe_must_update`: whether GatehouseArgon2PasswordHasher would re-hash it)
 - tokens {username} -> {access, refresh} (RefreshToken.for_user, as TokenObtainPairView)
+- blacklist {refresh} -> {} (RefreshToken.blacklist, as TokenBlacklistView and rotation
+  with BLACKLIST_AFTER_ROTATION do)
 - authenticate {access} -> {user_id} or {error} (JWTAuthentication on a request
   carrying `Authorization: Bearer <access>`)
 - add_note {username} -> {id}
@@ -92,6 +94,11 @@ def tokens(username):
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
+def blacklist(refresh):
+    RefreshToken(refresh).blacklist()
+    return {}
+
+
 def authenticate(access):
     request = RequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {access}")
     try:
@@ -137,6 +144,7 @@ OPERATIONS = {
     "rename": rename,
     "check_password": check,
     "tokens": tokens,
+    "blacklist": blacklist,
     "authenticate": authenticate,
     "add_note": add_note,
     "add_to_group": add_to_group,
