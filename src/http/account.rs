@@ -2,10 +2,12 @@
 //! password, delete the account (API.md §4, §6). The rules for changing a user live in
 //! `users.rs`, shared with staff administration.
 
+use super::auth::{verify_guarded, LoginGuard};
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
 use super::openapi;
 use super::users::{change_user, delete_user, name_field, Change, Flags};
+use crate::auth::lockout;
 use crate::auth::passwords::Verified;
 use crate::domain::password::UserAttributes;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, Username};
@@ -236,7 +238,9 @@ pub async fn me_put(
     Ok(Json(user))
 }
 
-/// Whether `given` is the signed-in user's password (one Argon2 verification).
+/// Whether `given` is the signed-in user's password (one Argon2 verification), under the
+/// login's brute-force guard: a wrong guess counts as a failed login to the account from
+/// this client, and a client held back gets 429 before anything is checked.
 pub(crate) async fn password_matches(
     state: &AppState,
     auth: &AuthUser,
@@ -247,11 +251,14 @@ pub(crate) async fn password_matches(
         .credentials_by_id(auth.user.id)
         .await?
         .map(|c| c.password_hash);
-    let verdict = state
-        .hasher
-        .verify(SecretString::from(given), stored)
-        .await?;
-    Ok(matches!(verdict, Verified::Yes { .. }))
+    let account = lockout::user_key(auth.user.id);
+    let guard = LoginGuard::new(state, account, auth.client.as_ref());
+    let verdict = verify_guarded(state, guard.as_ref(), given, stored).await?;
+    let matched = matches!(verdict, Verified::Yes { .. });
+    if let (true, Some(guard)) = (matched, &guard) {
+        guard.succeeded(state).await?;
+    }
+    Ok(matched)
 }
 
 /// `POST /api/change_password/` `{"old_password", "new_password"}`: every other session

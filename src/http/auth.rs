@@ -59,50 +59,13 @@ pub async fn login(
     }
 
     let found = state.store.credentials_by_username(username).await?;
-    let guard = state.config.rate_limit.then(|| LoginGuard {
-        account: lockout::account_key(found.as_ref().map(|c| c.user.id), username),
-        client: client.map_or_else(|| "-".to_owned(), |Extension(c)| c.throttle_key()),
-        now: chrono::Utc::now().timestamp(),
-    });
-    if let Some(guard) = &guard {
-        // Checked and counted as a failure in one go, before the password is looked at;
-        // cleared below if it was right (see `Store::begin_login_attempt`).
-        let held = state
-            .store
-            .begin_login_attempt(
-                &guard.account,
-                &guard.client,
-                &state.config.lockout,
-                guard.now,
-            )
-            .await?;
-        if let Some(retry_after_secs) = held {
-            tracing::info!("login held back by the brute-force guard");
-            return Err(ApiError::Throttled { retry_after_secs });
-        }
-    }
+    let account = lockout::account_key(found.as_ref().map(|c| c.user.id), username);
+    let guard = LoginGuard::new(&state, account, client.as_ref().map(|Extension(c)| c));
 
     // API.md §4: an unknown user is verified against a dummy hash, so both answers cost
     // the same; an inactive user's password is checked too, for the same reason.
     let stored_hash = found.as_ref().map(|c| c.password_hash.clone());
-    let verdict = match state
-        .hasher
-        .verify(SecretString::from(password.clone()), stored_hash)
-        .await
-    {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            // Not a guess: the password was never checked (the hash pool was busy). An
-            // attacker flooding the pool must not run up the owner's count this way.
-            if let Some(guard) = &guard {
-                state
-                    .store
-                    .undo_login_attempt(&guard.account, &guard.client)
-                    .await?;
-            }
-            return Err(error.into());
-        }
-    };
+    let verdict = verify_guarded(&state, guard.as_ref(), password.clone(), stored_hash).await?;
     let (credentials, outdated) = match (found, verdict) {
         (Some(credentials), Verified::Yes { outdated }) if credentials.user.is_active => {
             (credentials, outdated)
@@ -112,10 +75,7 @@ pub async fn login(
     // The password was right: settled with the guard before anything else can fail (a
     // busy hash pool for the upgrade below must not leave the attempt counted).
     if let Some(guard) = &guard {
-        state
-            .store
-            .login_succeeded(&guard.account, &guard.client, guard.now)
-            .await?;
+        guard.succeeded(&state).await?;
     }
     let (id, mut verified_hash) = (credentials.user.id, credentials.password_hash);
     if outdated {
@@ -145,12 +105,83 @@ pub async fn login(
     Ok(Json(pair))
 }
 
-/// Whose failures a login attempt counts toward: the account (`lockout::account_key`)
-/// and the client's address.
-struct LoginGuard {
+/// The brute-force guard (README, "Throttles and brute-force protection") around one
+/// check of a password: a login's, or a signed-in user's re-entry of their own (so that
+/// a stolen token cannot guess the password without limit, nor keep the hash pool busy).
+/// Whose failures the check counts toward: the account (`lockout::account_key`) and the
+/// client's address.
+pub(crate) struct LoginGuard {
     account: String,
     client: String,
     now: i64,
+}
+
+impl LoginGuard {
+    /// `None` when every throttle is off (`GATEHOUSE_RATE_LIMIT=off`).
+    pub(crate) fn new(
+        state: &AppState,
+        account: String,
+        client: Option<&ClientIp>,
+    ) -> Option<Self> {
+        state.config.rate_limit.then(|| LoginGuard {
+            account,
+            client: client.map_or_else(|| "-".to_owned(), ClientIp::throttle_key),
+            now: chrono::Utc::now().timestamp(),
+        })
+    }
+
+    /// The password was right: clears this client's count (`Store::login_succeeded`).
+    pub(crate) async fn succeeded(&self, state: &AppState) -> Result<(), ApiError> {
+        let store = &state.store;
+        Ok(store
+            .login_succeeded(&self.account, &self.client, self.now)
+            .await?)
+    }
+}
+
+/// Verifies `password` against `stored` under `guard`: held back with 429 before any
+/// hashing if the guard says so, else counted as a failure until `LoginGuard::succeeded`.
+pub(crate) async fn verify_guarded(
+    state: &AppState,
+    guard: Option<&LoginGuard>,
+    password: String,
+    stored: Option<String>,
+) -> Result<Verified, ApiError> {
+    if let Some(guard) = guard {
+        // Checked and counted as a failure in one go, before the password is looked at
+        // (see `Store::begin_login_attempt`).
+        let held = state
+            .store
+            .begin_login_attempt(
+                &guard.account,
+                &guard.client,
+                &state.config.lockout,
+                guard.now,
+            )
+            .await?;
+        if let Some(retry_after_secs) = held {
+            tracing::info!("password check held back by the brute-force guard");
+            return Err(ApiError::Throttled { retry_after_secs });
+        }
+    }
+    match state
+        .hasher
+        .verify(SecretString::from(password), stored)
+        .await
+    {
+        Ok(verdict) => Ok(verdict),
+        Err(error) => {
+            // Not a guess: the password was never checked (the hash pool was busy). An
+            // attacker flooding the pool must not run up the owner's count this way.
+            if let Some(guard) = guard {
+                state
+                    .store
+                    .undo_login_attempt(&guard.account, &guard.client)
+                    .await?;
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// Reads a required token field (`refresh` or `token`) as a 400 when missing.

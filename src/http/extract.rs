@@ -5,6 +5,7 @@
 //! problem and words it its own way, while DRF names every bad field in its own words
 //! (STYLE.md P2). So a body becomes a JSON object first, and handlers read fields from it.
 
+use super::client::ClientIp;
 use super::error::ApiError;
 use crate::auth::{Claims, TokenType};
 use crate::domain::{messages, User};
@@ -181,6 +182,8 @@ impl Fields {
 pub struct AuthUser {
     pub user: User,
     pub claims: Claims,
+    /// Who sent the request, for the brute-force guard on a re-entered password.
+    pub client: Option<ClientIp>,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -226,6 +229,7 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(AuthUser {
             user: check.user,
             claims,
+            client: parts.extensions.get::<ClientIp>().copied(),
         })
     }
 }

@@ -277,3 +277,89 @@ async fn after_a_reset_no_client_is_known_any_more() {
         900,
     );
 }
+
+/// A signed-in request from `client` that re-enters a password.
+async fn send_from(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    access: &str,
+    body: serde_json::Value,
+    client: &str,
+) -> Reply {
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(access)
+        .header("X-Forwarded-For", client)
+        .json(&body);
+    Reply::read(request.send().await.expect("request")).await
+}
+
+#[tokio::test]
+async fn a_password_re_entered_by_a_signed_in_client_is_guarded_like_a_login() {
+    // Someone holding a stolen access token guesses the password through the routes that
+    // ask for it again: each wrong guess counts as a failed login to the account from that
+    // client, so the sixth is held back before it is checked, whichever route it comes by,
+    // and the owner elsewhere is not affected.
+    let app = guarded_app(&[]).await;
+    app.register_ok("monica").await;
+    let (stolen, _) = app.login_ok("monica").await;
+    let change = |old: &str| json!({"old_password": old, "new_password": "a-Brand-new-passw0rd"});
+    for attempt in 1..=3 {
+        let reply = send_from(
+            &app,
+            reqwest::Method::POST,
+            "/api/change_password/",
+            &stolen,
+            change("wrong-guess"),
+            ATTACKER,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "attempt {attempt}");
+    }
+    for attempt in 4..=5 {
+        let rename = json!({"username": "mon", "current_password": "wrong-guess"});
+        let reply = send_from(
+            &app,
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            &stolen,
+            rename,
+            ATTACKER,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "attempt {attempt}");
+    }
+
+    let held = send_from(
+        &app,
+        reqwest::Method::POST,
+        "/api/change_password/",
+        &stolen,
+        change(STRONG_PASSWORD),
+        ATTACKER,
+    )
+    .await;
+    assert_throttled(&held, 900);
+    assert_throttled(
+        &login_from(&app, "monica", STRONG_PASSWORD, ATTACKER).await,
+        900,
+    );
+
+    let (access, _) = {
+        let reply = login_from(&app, "monica", STRONG_PASSWORD, HOME).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        (reply.str("access"), reply.str("refresh"))
+    };
+    let changed = send_from(
+        &app,
+        reqwest::Method::POST,
+        "/api/change_password/",
+        &access,
+        change(STRONG_PASSWORD),
+        HOME,
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+}
