@@ -30,6 +30,13 @@ const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
 const MAX_ARGON2_ITERATIONS: u32 = 16;
 const MAX_ARGON2_PARALLELISM: u32 = 16;
 
+/// bcrypt's cost is log₂ of its rounds: Django writes 12, so 16 is 16× its work (a few
+/// seconds a login). The `bcrypt` crate takes up to 31: hours for one attempt.
+const MAX_BCRYPT_COST: u32 = 16;
+/// The least cost the `bcrypt` crate takes; below it `verify` fails at once, so such a
+/// hash goes the unreadable way (the dummy) instead of answering faster.
+const MIN_BCRYPT_COST: u32 = 4;
+
 /// Whether an Argon2 hash's costs are within the bounds above. Unbounded, a row with
 /// m=4294967295 would make one login ask for 4 TiB, and the allocation failure aborts
 /// the whole process.
@@ -105,9 +112,18 @@ impl<'a> DjangoHash<'a> {
                 })
             }
             "bcrypt_sha256" | "bcrypt" => {
-                // `bcrypt_sha256$` + bcrypt's own `$2b$12$…`.
+                // `bcrypt_sha256$` + bcrypt's own `$2b$12$…`, 12 being the cost. It is
+                // read as the `bcrypt` crate reads it (empty fields skipped), so the cost
+                // bounded here is the one `verify` runs.
                 let bcrypt = rest;
-                bcrypt.starts_with("$2").then_some(DjangoHash::Bcrypt {
+                let cost: u32 = bcrypt
+                    .split('$')
+                    .filter(|field| !field.is_empty())
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                let bounded = (MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost);
+                (bcrypt.starts_with("$2") && bounded).then_some(DjangoHash::Bcrypt {
                     bcrypt,
                     prehash: algorithm == "bcrypt_sha256",
                 })
@@ -225,6 +241,10 @@ mod tests {
             "scrypt$1048576$salt$64$5$aGFzaA==",
             "scrypt$1000$salt$8$1$aGFzaA==",
             "bcrypt_sha256$nope",
+            "bcrypt_sha256$$2b$31$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+            "bcrypt$$2b$17$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+            "bcrypt_sha256$$2b$$$31$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+            "bcrypt_sha256$$2b$03$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
             "argon2$garbage",
             "argon2$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
             "argon2$argon2id$v=19$m=19456,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",

@@ -548,3 +548,20 @@ async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session()
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_bcrypt_hash_of_unbounded_cost_is_a_failed_login_not_hours_of_work() {
+    // A stored bcrypt at the highest cost bcrypt takes (2³¹ rounds) would keep a hash
+    // thread busy for hours per attempt. It is a hash gatehouse does not read: a prompt
+    // 401, well inside the request deadline (a 503 without the bound).
+    let app = spawn_app_with(&[("GATEHOUSE_REQUEST_TIMEOUT", "10s")]).await;
+    app.register_ok("janice").await;
+    app.execute_sql(
+        "UPDATE auth_user SET password = \
+         'bcrypt_sha256$$2b$31$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.' \
+         WHERE username = 'janice'",
+    )
+    .await;
+
+    assert_login_failed(&app.login("janice", STRONG_PASSWORD).await);
+}
