@@ -303,6 +303,8 @@ impl Config {
                 get("EMAIL_FILE_PATH").unwrap_or_else(|| "sent_emails".to_owned()),
             )),
             Some("smtp") => match get("SMTP_URL") {
+                // Any other scheme is refused, not taken for one of these; what `smtps`
+                // and `tls=` mean is checked in `email::transport`.
                 Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
                     EmailBackend::Smtp {
                         url,
@@ -313,7 +315,7 @@ impl Config {
                     return Err(ConfigError::invalid(
                         "SMTP_URL",
                         &redact_url(&url),
-                        "expected smtp://[user:pass@]host[:port][?tls=starttls|tls]",
+                        "expected smtp[s]://[user:pass@]host[:port][?tls=starttls|tls]",
                     ))
                 }
                 None => {

@@ -41,8 +41,15 @@ impl Transport {
                 Ok(())
             }
             Transport::File(dir) => {
+                use tokio::io::AsyncWriteExt;
                 let message = build(from, email, true)?;
-                tokio::fs::create_dir_all(dir)
+                // A reset link is a live credential: the directory gatehouse makes and
+                // each message are for its own user only (a umask can narrow these modes,
+                // never widen them). A directory that already exists keeps its mode.
+                tokio::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
                     .await
                     .map_err(|e| format!("cannot create EMAIL_FILE_PATH: {e}"))?;
                 let name = format!(
@@ -50,7 +57,19 @@ impl Transport {
                     chrono::Utc::now().format("%Y%m%d-%H%M%S%.6f"),
                     &crate::auth::random_hex_id()[..8]
                 );
-                tokio::fs::write(dir.join(name), message.formatted())
+                let write = async {
+                    // A new file only: never one already there, nor a symlink's target.
+                    let mut file = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(dir.join(name))
+                        .await?;
+                    file.write_all(&message.formatted()).await?;
+                    // tokio's File writes in the background: done only once flushed.
+                    file.flush().await
+                };
+                write
                     .await
                     .map_err(|e| format!("cannot write to EMAIL_FILE_PATH: {e}"))
             }
@@ -91,14 +110,20 @@ fn build(from: &Mailbox, email: &NewEmail, eight_bit: bool) -> Result<Message, S
 /// `SMTP_URL`: `smtp://[user:pass@]host[:port][?tls=starttls|tls]`. `tls=starttls`
 /// upgrades a plain connection (port 587 by default) and refuses to go on without TLS,
 /// `tls=tls` is implicit TLS (465), and no `tls` is a plain connection for a local relay
-/// (25). The server's certificate must chain to a public root, or to one in `ca_file`.
+/// (25). `smtps://` is implicit TLS (465) too, as that scheme means everywhere else.
+/// The server's certificate must chain to a public root, or to one in `ca_file`.
 fn smtp_from_url(
     raw: &str,
     ca_file: Option<&Path>,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, ConfigError> {
     let invalid = |why: &str| ConfigError::invalid("SMTP_URL", &redact(raw), why);
-    let url = url::Url::parse(raw)
-        .map_err(|_| invalid("expected smtp://[user:pass@]host[:port][?tls=starttls|tls]"))?;
+    let expected = "expected smtp[s]://[user:pass@]host[:port][?tls=starttls|tls]";
+    let url = url::Url::parse(raw).map_err(|_| invalid(expected))?;
+    let implicit = match url.scheme() {
+        "smtp" => false,
+        "smtps" => true,
+        _ => return Err(invalid(expected)),
+    };
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let tls = url
         .query_pairs()
@@ -106,15 +131,22 @@ fn smtp_from_url(
         .map(|(_, v)| v.into_owned());
     let parameters = || tls_parameters(host, ca_file);
     let plain = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
-    let builder = match tls.as_deref() {
-        None | Some("none") => plain.port(url.port().unwrap_or(25)),
-        Some("starttls") => plain
+    let builder = match (tls.as_deref(), implicit) {
+        (None | Some("none"), false) => plain.port(url.port().unwrap_or(25)),
+        (Some("starttls"), false) => plain
             .tls(Tls::Required(parameters()?))
             .port(url.port().unwrap_or(587)),
-        Some("tls") => plain
+        (Some("tls"), _) | (None, true) => plain
             .tls(Tls::Wrapper(parameters()?))
             .port(url.port().unwrap_or(465)),
-        Some(_) => return Err(invalid("tls must be starttls or tls")),
+        // Which one was meant is anyone's guess, and a wrong guess either sends reset
+        // links in the clear or never delivers: refused at start-up instead.
+        (Some("none" | "starttls"), true) => {
+            return Err(invalid(
+                "smtps:// is implicit TLS; for STARTTLS or plain text use smtp://",
+            ))
+        }
+        (Some(_), _) => return Err(invalid("tls must be starttls or tls")),
     };
     let builder = builder.timeout(Some(Duration::from_secs(10)));
     let builder = if url.username().is_empty() {

@@ -297,6 +297,32 @@ async fn the_email_holds_the_link_and_the_uid_and_token_lines() {
 }
 
 #[tokio::test]
+async fn the_file_backend_keeps_the_live_link_from_other_users_of_the_machine() {
+    // Each .eml holds a token that resets the password: 0600, in the directory gatehouse
+    // made (`<tempdir>/mail` did not exist) 0700, not the umask's world-readable 0644/0755.
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    reset_mail(&app, "chandler").await;
+
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let dir = app.dir.path().join("mail");
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read the mail directory")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(mode(&files[0]), 0o600, "{}", files[0].display());
+}
+
+#[tokio::test]
 async fn the_link_is_built_from_the_requests_host() {
     let app = spawn_app().await;
     app.register_ok("chandler").await;

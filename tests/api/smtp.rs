@@ -512,7 +512,7 @@ async fn a_restart_of_gatehouse_loses_no_queued_message() {
     stop_serve(second).await;
 }
 
-// ---- TLS (SMTP_URL `?tls=starttls` and `?tls=tls`, SMTP_CA_FILE) ----
+// ---- TLS (SMTP_URL `?tls=starttls`, `?tls=tls` and `smtps://`, SMTP_CA_FILE) ----
 
 /// A private CA and a certificate it signed for 127.0.0.1, made with the openssl command
 /// (Debian's `openssl`) in `dir`. Returns the CA's PEM path and the sink's acceptor.
@@ -643,26 +643,26 @@ async fn wait_for_event(sink: &Sink, event: &str) {
 async fn starttls_and_implicit_tls_deliver_to_a_server_of_a_private_ca() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, acceptor) = private_ca_and_acceptor(dir.path());
-    for (mode, tls) in [
-        ("starttls", SinkTls::StartTls(acceptor.clone())),
-        ("tls", SinkTls::Implicit(acceptor.clone())),
+    for (scheme, query, tls) in [
+        ("smtp", "?tls=starttls", SinkTls::StartTls(acceptor.clone())),
+        ("smtp", "?tls=tls", SinkTls::Implicit(acceptor.clone())),
+        // `smtps://` is implicit TLS by itself, as the scheme means everywhere.
+        ("smtps", "", SinkTls::Implicit(acceptor.clone())),
+        ("smtps", "?tls=tls", SinkTls::Implicit(acceptor.clone())),
     ] {
         let sink = Sink::start_with(0, tls).await;
-        let app = tls_app(
-            &format!("smtp://127.0.0.1:{}?tls={mode}", sink.port),
-            Some(&ca),
-        )
-        .await;
+        let url = format!("{scheme}://127.0.0.1:{}{query}", sink.port);
+        let app = tls_app(&url, Some(&ca)).await;
         app.register_ok("monica").await;
         request_quickly(&app, "monica@example.com").await;
         let received = sink.wait_for("monica@example.com", 1).await.remove(0);
-        assert!(received.tls, "{mode}: the message came in the clear");
+        assert!(received.tls, "{url}: the message came in the clear");
         let mail = received.mail();
         let reply = confirm(&app, &mail.uid(), &mail.token(), NEW_PASSWORD).await;
         assert_eq!(
             (reply.status, reply.body),
             (StatusCode::OK, reset_done()),
-            "{mode}"
+            "{url}"
         );
     }
 }
@@ -708,4 +708,54 @@ async fn starttls_never_falls_back_to_plain_text() {
         "{events:?}"
     );
     assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn smtps_never_speaks_plain_text() {
+    // `smtps://` to a server that speaks plain SMTP: gatehouse opens with a TLS hello,
+    // gets no TLS answer and hangs up, never saying EHLO, let alone sending the token.
+    let sink = Sink::start(0).await;
+    let app = tls_app(&format!("smtps://127.0.0.1:{}", sink.port), None).await;
+    app.register_ok("phoebe").await;
+    request_quickly(&app, "phoebe@example.com").await;
+    // Done with the first connection once it opens another (the outbox retries after
+    // 1 s), or it has spoken SMTP in plain text.
+    let plain_text = |events: &[String]| {
+        events
+            .iter()
+            .any(|e| ["EHLO", "HELO", "MAIL", "DATA"].contains(&e.as_str()))
+    };
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while sink.events().iter().filter(|e| *e == "greeted").count() < 2
+        && !plain_text(&sink.events())
+    {
+        assert!(Instant::now() < deadline, "{:?}", sink.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = sink.events();
+    assert!(!plain_text(&events), "{events:?}");
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_smtp_url_at_odds_with_itself_or_of_another_scheme_stops_start_up() {
+    // `smtps://` with a `tls=` that says plain text or STARTTLS is refused rather than
+    // guessed at; so is any scheme but smtp and smtps.
+    let app = spawn_app().await;
+    for url in [
+        "smtps://127.0.0.1:1?tls=none",
+        "smtps://127.0.0.1:1?tls=starttls",
+        "smtpx://127.0.0.1:1",
+        "http://127.0.0.1:1",
+    ] {
+        let mut command = app.command(&["serve", "--bind", "127.0.0.1:0"]);
+        command.env("EMAIL_BACKEND", "smtp").env("SMTP_URL", url);
+        let output = run_command(command, None, Duration::from_secs(30)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.code().is_some_and(|code| code != 0) && stderr.contains("SMTP_URL"),
+            "{url}: {}\nstderr: {stderr}",
+            output.status
+        );
+    }
 }
