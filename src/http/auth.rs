@@ -53,13 +53,24 @@ pub async fn login(
         return Err(errors.into());
     };
     let username = username.trim();
-    if username.chars().count() > MAX_USERNAME_CHARS {
+    let normalized = crate::domain::username::normalize(username);
+    if username.chars().count() > MAX_USERNAME_CHARS
+        && normalized.chars().count() > MAX_USERNAME_CHARS
+    {
         // No account has such a name; nothing to count or to hash.
         return Err(ApiError::login_failed());
     }
 
-    let found = state.store.credentials_by_username(username).await?;
-    let account = lockout::account_key(found.as_ref().map(|c| c.user.id), username);
+    // The name as typed first, as Django's `authenticate` looks it up, so a row Django
+    // stored unnormalised is found by its own spelling; then its NFKC form, the form
+    // gatehouse stores and compares names in (`Username::parse`), so `ａdmin` finds
+    // `admin` as `ADMIN` does: login matches names as uniqueness does. An unknown name
+    // is counted by that form too, so its variants add up as an account's do.
+    let mut found = state.store.credentials_by_username(username).await?;
+    if found.is_none() && normalized != username {
+        found = state.store.credentials_by_username(&normalized).await?;
+    }
+    let account = lockout::account_key(found.as_ref().map(|c| c.user.id), &normalized);
     let guard = LoginGuard::new(&state, account, client.as_ref().map(|Extension(c)| c));
 
     // API.md §4: an unknown user is verified against a dummy hash, so both answers cost

@@ -1614,6 +1614,42 @@ async fn staff_who_are_not_superusers_may_not_create_staff_or_superusers() {
     }
     let login = app.login("mallory", STRONG_PASSWORD).await;
     assert_reply(&login, StatusCode::UNAUTHORIZED, login_failed());
+#[tokio::test]
+async fn usernames_staff_set_are_nfkc_normalised_as_django_does() {
+    let app = spawn_app().await;
+    let (_, access) = staff_user(&app, "admin").await;
+    let taken = json!({"username": ["A user with that username already exists."]});
+    // U+212A KELVIN SIGN is stored as an ASCII K.
+    let mut body = new_user("kelvin");
+    body["username"] = json!("\u{212A}elvin");
+    let reply = create_user(&app, &access, body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["username"], "Kelvin");
+    let id = reply.body["id"].as_i64().expect("id");
+    // U+FF41 FULLWIDTH LATIN SMALL LETTER A: `ａdmin` is `admin`, which is taken.
+    let mut body = new_user("fullwidth");
+    body["username"] = json!("\u{FF41}dmin");
+    assert_reply(
+        &create_user(&app, &access, body).await,
+        StatusCode::BAD_REQUEST,
+        taken.clone(),
+    );
+    let rename = json!({"username": "\u{FF41}dmin", "email": "kelvin@example.org"});
+    assert_reply(
+        &put_user(&app, &access, id, rename).await,
+        StatusCode::BAD_REQUEST,
+        taken.clone(),
+    );
+    let reply = patch_user(&app, &access, id, json!({"username": "\u{FB01}ne"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["username"], "fine");
+    assert_reply(
+        &patch_user(&app, &access, id, json!({"username": "\u{FF21}DMIN"})).await,
+        StatusCode::BAD_REQUEST,
+        taken,
+    );
+}
+
     assert_listed(&list(&app, &access, "").await, &["admin"]);
 
     // Asking for the flags that need nobody's permission is fine.

@@ -354,3 +354,79 @@ async fn case_folding_agrees_between_databases_for_the_awkward_letters() {
         StatusCode::CREATED
     );
 }
+
+// Django's `normalize_username` (NFKC), applied when a user is created: a compatibility
+// variant of a name is that name.
+const TAKEN: &str = "A user with that username already exists.";
+
+#[tokio::test]
+async fn a_compatibility_variant_of_a_taken_username_is_taken() {
+    let app = spawn_app().await;
+    app.register_ok("admin").await;
+    // U+FF41 FULLWIDTH LATIN SMALL LETTER A.
+    let reply = app
+        .register("\u{FF41}dmin", "fullwidth@example.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.body, json!({"username": [TAKEN]}));
+    // Renaming to it is refused the same way.
+    let (_, access, _) = app.signed_in("plainname").await;
+    let rename = json!({"username": "\u{FF41}dmin", "current_password": STRONG_PASSWORD});
+    let reply = app
+        .send_auth(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            &access,
+            Some(rename),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.body, json!({"username": [TAKEN]}));
+}
+
+#[tokio::test]
+async fn a_username_is_stored_in_its_nfkc_form() {
+    let app = spawn_app().await;
+    // U+212A KELVIN SIGN is an ASCII K once normalised.
+    let reply = app
+        .register("\u{212A}xyz", "kelvin@example.com", STRONG_PASSWORD)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["username"], "Kxyz");
+    let (access, _) = app.login_ok("Kxyz").await;
+    assert_eq!(app.me(&access).await.body["username"], "Kxyz");
+    // A rename is normalised too (U+FB01 LATIN SMALL LIGATURE FI).
+    let rename = json!({"username": "\u{FB01}ne", "current_password": STRONG_PASSWORD});
+    let reply = app
+        .send_auth(
+            reqwest::Method::PATCH,
+            "/api/users/me/",
+            &access,
+            Some(rename),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["username"], "fine");
+    assert_eq!(app.me(&access).await.body["username"], "fine");
+}
+
+#[tokio::test]
+async fn login_matches_a_compatibility_variant_as_it_matches_a_case_variant() {
+    let app = spawn_app().await;
+    app.register_ok("admin").await;
+    for typed in ["\u{FF41}dmin", "\u{FF21}DMIN"] {
+        let reply = app.login(typed, STRONG_PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{typed}: {}", reply.body);
+    }
+    // A name stored unnormalised (Django's own updates can leave one) is still found by
+    // its own spelling first, as Django's login finds it, not taken for `admin`.
+    let (id, _, _) = app.signed_in("legacy").await;
+    app.execute_sql(&format!(
+        "UPDATE auth_user SET username = '\u{FF41}dmin' WHERE id = {id}"
+    ))
+    .await;
+    let (access, _) = app.login_ok("\u{FF41}dmin").await;
+    assert_eq!(app.me(&access).await.body["id"], id);
+    let (access, _) = app.login_ok("admin").await;
+    assert_eq!(app.me(&access).await.body["username"], "admin");
+}
