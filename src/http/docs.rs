@@ -6,6 +6,7 @@
 //! with no internet access, and its Content-Security-Policy allows nothing but this origin.
 
 use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,13 +38,15 @@ async fn page() -> Response {
     serve(PAGE, "text/html; charset=utf-8", "no-cache")
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
+async fn asset(file: Result<Path<String>, PathRejection>) -> Response {
     // The assets change only with the binary; an hour's caching spares the 1.7 MB bundle.
     let cache = "public, max-age=3600";
-    match file.as_str() {
-        "swagger-ui-bundle.js" => serve(BUNDLE_JS, "text/javascript; charset=utf-8", cache),
-        "init.js" => serve(INIT_JS, "text/javascript; charset=utf-8", cache),
-        "swagger-ui.css" => serve(CSS, "text/css; charset=utf-8", cache),
+    // A name that does not percent-decode to UTF-8 (`%FF`) names no file either: the
+    // same 404, where axum's own rejection would be a plain-text 400.
+    match file.as_ref().map(|Path(file)| file.as_str()) {
+        Ok("swagger-ui-bundle.js") => serve(BUNDLE_JS, "text/javascript; charset=utf-8", cache),
+        Ok("init.js") => serve(INIT_JS, "text/javascript; charset=utf-8", cache),
+        Ok("swagger-ui.css") => serve(CSS, "text/css; charset=utf-8", cache),
         _ => ApiError::not_found().into_response(),
     }
 }

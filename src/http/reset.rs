@@ -14,12 +14,11 @@ use crate::domain::password::UserAttributes;
 use crate::domain::{messages, EmailAddress, FieldErrors};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
@@ -179,10 +178,30 @@ pub async fn confirm_reset(
     }
 }
 
-#[derive(Deserialize)]
+/// The link's `uid` and `token`, read as Django's `QueryDict.get()` reads them: a
+/// repeated parameter counts by its last value (axum's `Query` would refuse it with a
+/// plain-text 400).
 pub struct LinkQuery {
     uid: Option<String>,
     token: Option<String>,
+}
+
+impl LinkQuery {
+    fn parse(raw_query: Option<&str>) -> Self {
+        let params: Vec<(String, String)> =
+            serde_urlencoded::from_str(raw_query.unwrap_or("")).unwrap_or_default();
+        let last = |name: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        Self {
+            uid: last("uid"),
+            token: last("token"),
+        }
+    }
 }
 
 /// `GET /api/reset_password/confirm/?uid=…&token=…`: the emailed link's page.
@@ -192,7 +211,8 @@ pub struct LinkQuery {
     operation_id = "reset_password_page",
     tag = "password reset",
     summary = "The emailed link's page: a form for the new password",
-    description = "An HTML page; for a bad or spent link it says so.",
+    description = "An HTML page; for a bad or spent link it says so. A repeated parameter \
+                   counts by its last value.",
     params(
         ("uid" = Option<String>, Query, description = "From the email"),
         ("token" = Option<String>, Query, description = "From the email"),
@@ -203,8 +223,9 @@ pub struct LinkQuery {
 )]
 pub async fn confirm_page(
     State(state): State<AppState>,
-    Query(link): Query<LinkQuery>,
+    RawQuery(raw_query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let link = LinkQuery::parse(raw_query.as_deref());
     let (uid, token) = (link.uid.unwrap_or_default(), link.token.unwrap_or_default());
     let now = chrono::Utc::now().timestamp();
     let owner = match decode_uid(&uid) {

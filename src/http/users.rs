@@ -14,8 +14,8 @@ use super::openapi;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username};
 use crate::state::AppState;
 use crate::store::{Guarded, SortKey, UserQuery, UserUpdate};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::{request::Parts, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -36,13 +36,31 @@ fn may_administer(caller: &User, target: &User) -> bool {
     caller.id == target.id || caller.is_superuser || !(target.is_staff || target.is_superuser)
 }
 
+/// The `{id}` of `/api/users/{id}/` as sent. A segment that does not percent-decode to
+/// UTF-8 (`%FF`) is 404, as Django would not route it; axum's `Path` would answer a
+/// plain-text 400.
+pub struct IdSegment(String);
+
+impl FromRequestParts<AppState> for IdSegment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|_| ApiError::not_found())
+    }
+}
+
 /// The user `/api/users/{id}/` names, if the caller may see it; 404 otherwise (also for
-/// ids that are not numbers, as Django's `<int:pk>` would not route them).
+/// ids that are not numbers, as Django's `<int:pk>` would not route them). `<int:pk>` is
+/// `[0-9]+`: Rust's `parse` alone would also take a sign (`+5`).
 async fn visible_user(state: &AppState, caller: &AuthUser, raw_id: &str) -> Result<User, ApiError> {
-    let id = raw_id
-        .parse::<i64>()
+    let id = Some(raw_id)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse::<i64>().ok())
         .map(UserId)
-        .map_err(|_| ApiError::not_found())?;
+        .ok_or_else(ApiError::not_found)?;
     if !caller.user.is_staff && caller.user.id != id {
         return Err(ApiError::not_found());
     }
@@ -333,7 +351,7 @@ pub async fn create(
 pub async fn retrieve(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    IdSegment(id): IdSegment,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(visible_user(&state, &caller, &id).await?))
 }
@@ -361,7 +379,7 @@ pub async fn retrieve(
 pub async fn patch(
     state: State<AppState>,
     caller: AuthUser,
-    id: Path<String>,
+    id: IdSegment,
     fields: Fields,
 ) -> Result<Json<User>, ApiError> {
     change_by_id(state, caller, id, fields, Change::Partial).await
@@ -388,7 +406,7 @@ pub async fn patch(
 pub async fn put(
     state: State<AppState>,
     caller: AuthUser,
-    id: Path<String>,
+    id: IdSegment,
     fields: Fields,
 ) -> Result<Json<User>, ApiError> {
     change_by_id(state, caller, id, fields, Change::Full).await
@@ -397,7 +415,7 @@ pub async fn put(
 async fn change_by_id(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    IdSegment(id): IdSegment,
     fields: Fields,
     change: Change,
 ) -> Result<Json<User>, ApiError> {
@@ -428,7 +446,7 @@ async fn change_by_id(
 pub async fn destroy(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    IdSegment(id): IdSegment,
 ) -> Result<StatusCode, ApiError> {
     let target = visible_user(&state, &caller, &id).await?;
     if !may_administer(&caller.user, &target) {

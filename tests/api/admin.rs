@@ -1438,6 +1438,45 @@ async fn staff_get_404_for_an_id_that_does_not_exist_or_is_not_a_number() {
     }
 }
 
+#[tokio::test]
+async fn an_id_with_a_sign_or_that_does_not_decode_is_404_in_drfs_shape() {
+    // Django's `<int:pk>` is `[0-9]+`: `+5` (or `%2B5`) is not routed, and neither is a
+    // segment that is not UTF-8 once decoded.
+    let app = spawn_app().await;
+    let (_, access) = superuser(&app, "admin").await;
+    let (id, _, _) = app.signed_in("phoebe").await;
+    for target in [
+        format!("+{id}"),
+        format!("%2B{id}"),
+        "%FF".to_owned(),
+        format!("{id}%FF"),
+        "%C3%28".to_owned(),
+    ] {
+        let body = json!({"username": "phoebe", "email": "phoebe@example.com"});
+        for (method, reply) in [
+            ("GET", get_user(&app, &access, &target).await),
+            ("PUT", put_user(&app, &access, &target, body.clone()).await),
+            ("PATCH", patch_user(&app, &access, &target, body).await),
+            ("DELETE", delete_user(&app, &access, &target).await),
+        ] {
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{method} {target}: {}",
+                reply.body
+            );
+            assert_eq!(reply.body, not_found(), "{method} {target}");
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/json"),
+                "{method} {target}"
+            );
+        }
+    }
+    // The user is untouched.
+    assert_eq!(get_user(&app, &access, id).await.status, StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------
 // POST /api/users/
 // ---------------------------------------------------------------------------------------
@@ -1576,6 +1615,42 @@ async fn a_user_created_inactive_cannot_sign_in() {
 }
 
 #[tokio::test]
+async fn usernames_staff_set_are_nfkc_normalised_as_django_does() {
+    let app = spawn_app().await;
+    let (_, access) = staff_user(&app, "admin").await;
+    let taken = json!({"username": ["A user with that username already exists."]});
+    // U+212A KELVIN SIGN is stored as an ASCII K.
+    let mut body = new_user("kelvin");
+    body["username"] = json!("\u{212A}elvin");
+    let reply = create_user(&app, &access, body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["username"], "Kelvin");
+    let id = reply.body["id"].as_i64().expect("id");
+    // U+FF41 FULLWIDTH LATIN SMALL LETTER A: `ａdmin` is `admin`, which is taken.
+    let mut body = new_user("fullwidth");
+    body["username"] = json!("\u{FF41}dmin");
+    assert_reply(
+        &create_user(&app, &access, body).await,
+        StatusCode::BAD_REQUEST,
+        taken.clone(),
+    );
+    let rename = json!({"username": "\u{FF41}dmin", "email": "kelvin@example.org"});
+    assert_reply(
+        &put_user(&app, &access, id, rename).await,
+        StatusCode::BAD_REQUEST,
+        taken.clone(),
+    );
+    let reply = patch_user(&app, &access, id, json!({"username": "\u{FB01}ne"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["username"], "fine");
+    assert_reply(
+        &patch_user(&app, &access, id, json!({"username": "\u{FF21}DMIN"})).await,
+        StatusCode::BAD_REQUEST,
+        taken,
+    );
+}
+
+#[tokio::test]
 async fn a_non_staff_user_may_not_create_users() {
     let app = spawn_app().await;
     let (_, access) = staff_user(&app, "admin").await;
@@ -1614,42 +1689,6 @@ async fn staff_who_are_not_superusers_may_not_create_staff_or_superusers() {
     }
     let login = app.login("mallory", STRONG_PASSWORD).await;
     assert_reply(&login, StatusCode::UNAUTHORIZED, login_failed());
-#[tokio::test]
-async fn usernames_staff_set_are_nfkc_normalised_as_django_does() {
-    let app = spawn_app().await;
-    let (_, access) = staff_user(&app, "admin").await;
-    let taken = json!({"username": ["A user with that username already exists."]});
-    // U+212A KELVIN SIGN is stored as an ASCII K.
-    let mut body = new_user("kelvin");
-    body["username"] = json!("\u{212A}elvin");
-    let reply = create_user(&app, &access, body).await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    assert_eq!(reply.body["username"], "Kelvin");
-    let id = reply.body["id"].as_i64().expect("id");
-    // U+FF41 FULLWIDTH LATIN SMALL LETTER A: `ａdmin` is `admin`, which is taken.
-    let mut body = new_user("fullwidth");
-    body["username"] = json!("\u{FF41}dmin");
-    assert_reply(
-        &create_user(&app, &access, body).await,
-        StatusCode::BAD_REQUEST,
-        taken.clone(),
-    );
-    let rename = json!({"username": "\u{FF41}dmin", "email": "kelvin@example.org"});
-    assert_reply(
-        &put_user(&app, &access, id, rename).await,
-        StatusCode::BAD_REQUEST,
-        taken.clone(),
-    );
-    let reply = patch_user(&app, &access, id, json!({"username": "\u{FB01}ne"})).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(reply.body["username"], "fine");
-    assert_reply(
-        &patch_user(&app, &access, id, json!({"username": "\u{FF21}DMIN"})).await,
-        StatusCode::BAD_REQUEST,
-        taken,
-    );
-}
-
     assert_listed(&list(&app, &access, "").await, &["admin"]);
 
     // Asking for the flags that need nobody's permission is fine.

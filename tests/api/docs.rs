@@ -431,6 +431,22 @@ async fn the_docs_page_and_its_assets_are_served_with_a_strict_policy() {
 }
 
 #[tokio::test]
+async fn an_asset_name_that_does_not_decode_is_the_same_404() {
+    let app = spawn_app().await;
+    for path in ["/api/docs/%FF", "/api/docs/init.js%FF", "/api/docs/%C3%28"] {
+        let reply = app.get(path).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body, json!({"detail": "Not found."}), "{path}");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+    }
+}
+
+#[tokio::test]
 async fn the_docs_page_lists_every_operation_with_nothing_from_outside() {
     in_browser(|client| async move {
         let app = spawn_app().await;

@@ -1009,6 +1009,53 @@ async fn a_bad_link_opens_a_page_saying_it_is_invalid() {
 }
 
 #[tokio::test]
+async fn a_parameter_repeated_in_the_link_counts_by_its_last_value() {
+    // Django's `QueryDict.get()`: the last value, never a refusal.
+    let app = spawn_app().await;
+    app.register_ok("chandler").await;
+    let mail = reset_mail(&app, "chandler").await;
+    let (uid, token) = (mail.uid(), mail.token());
+    let open = |pairs: Vec<(&'static str, String)>| {
+        let request = app
+            .client
+            .get(app.url("/api/reset_password/confirm/"))
+            .query(&pairs)
+            .header("accept", "text/html");
+        async move { Page::read(request.send().await.expect("request")).await }
+    };
+
+    let page = open(vec![
+        ("uid", "garbage".to_owned()),
+        ("token", "not-the-token".to_owned()),
+        ("uid", uid.clone()),
+        ("token", token.clone()),
+    ])
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    page.assert_safe_html();
+    assert!(page.has_form_for(&uid, &token), "{}", page.html);
+
+    for pairs in [
+        vec![
+            ("uid", uid.clone()),
+            ("token", token.clone()),
+            ("token", "not-the-token".to_owned()),
+        ],
+        vec![
+            ("uid", "MQ".to_owned()),
+            ("uid", "MQ".to_owned()),
+            ("token", "x".to_owned()),
+        ],
+    ] {
+        let page = open(pairs.clone()).await;
+        assert_eq!(page.status, StatusCode::OK, "{pairs:?}: {}", page.html);
+        page.assert_safe_html();
+        assert!(page.says_invalid(), "{pairs:?}: {}", page.html);
+        assert!(!page.html.contains("<form"), "{}", page.html);
+    }
+}
+
+#[tokio::test]
 async fn the_form_posted_by_a_browser_resets_and_answers_html() {
     let app = spawn_app().await;
     app.register_ok("chandler").await;
