@@ -913,12 +913,19 @@ macro_rules! impl_store {
             ) -> Result<Exchange, StoreError> {
                 let mut tx = self.begin_write().await?;
                 // First: the user's row lock, as for a login (`sql::RECORD_LOGIN`).
-                let unchanged = sqlx::query(sql::HOLD_USER_UNCHANGED_SINCE)
+                let active = sqlx::query(sql::HOLD_ACTIVE_USER)
                     .bind(token.user_id.0)
-                    .bind(token.issued_at)
                     .execute(&mut *tx)
                     .await?;
-                if unchanged.rows_affected() == 0 {
+                if active.rows_affected() == 0 {
+                    return Ok(Exchange::Refused);
+                }
+                let cut_off: i64 = sqlx::query_scalar(sql::CUTOFF_SINCE)
+                    .bind(token.user_id.0)
+                    .bind(token.issued_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if cut_off > 0 {
                     return Ok(Exchange::Refused);
                 }
                 let spent = sqlx::query(sql::SPEND_TOKEN)

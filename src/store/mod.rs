@@ -523,7 +523,7 @@ pub trait Store: Send + Sync {
     /// one transaction: marks it spent with that session and starts the session, so a
     /// concurrent second use always finds the session to end. Only while the user is
     /// active and no cut-off came at or after `issued_at`, checked under the user's row
-    /// lock (`sql::HOLD_USER_UNCHANGED_SINCE`).
+    /// lock (`sql::HOLD_ACTIVE_USER`).
     async fn exchange_spent_token(
         &self,
         token: SpentToken<'_>,

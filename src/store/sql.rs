@@ -100,12 +100,16 @@ pub fn page_of_users(
 /// the change either ends the session this login starts, or makes this match nothing.
 pub const RECORD_LOGIN: &str =
     "UPDATE auth_user SET last_login = $2 WHERE id = $1 AND password = $3 AND is_active";
-/// The same row lock for exchanging a SimpleJWT refresh token issued at `$2`: matches
-/// only while the user is active and no cut-off (a password change) came at or after it.
-pub const HOLD_USER_UNCHANGED_SINCE: &str =
-    "UPDATE auth_user SET is_active = is_active WHERE id = $1 AND is_active \
-    AND NOT EXISTS (SELECT 1 FROM gatehouse_user_state c \
-    WHERE c.user_id = $1 AND c.tokens_valid_after >= $2)";
+/// The same row lock for exchanging a SimpleJWT refresh token: matches only while the
+/// user is active. The cut-off is read by the next statement (`CUTOFF_SINCE`), not in a
+/// subquery here: after waiting for the lock, PostgreSQL re-reads the locked row but not
+/// other tables, so a subquery would miss the cut-off the password change just set.
+pub const HOLD_ACTIVE_USER: &str =
+    "UPDATE auth_user SET is_active = is_active WHERE id = $1 AND is_active";
+/// Whether a cut-off (a password change) came at or after `$2`; run after
+/// `HOLD_ACTIVE_USER`, so it sees what a change that held the lock committed.
+pub const CUTOFF_SINCE: &str =
+    "SELECT count(*) FROM gatehouse_user_state WHERE user_id = $1 AND tokens_valid_after >= $2";
 pub const SET_PASSWORD: &str = "UPDATE auth_user SET password = $2 WHERE id = $1";
 /// Only if the hash is still the one that was verified: a password change that landed
 /// meanwhile must not be overwritten by the upgrade of the old password.

@@ -727,6 +727,48 @@ async fn a_simplejwt_refresh_token_is_exchanged_once_for_a_gatehouse_session() {
 }
 
 #[tokio::test]
+async fn a_password_change_committing_while_a_simplejwt_token_is_exchanged_wins() {
+    // The exchange checks the cut-off, then waits for the user's row, which a password
+    // change has locked (one held open here by hand, as another instance's would be).
+    // Once the change commits, the exchange must see its cut-off and start no session.
+    let app = spawn_app().await;
+    let (id, _, _) = app.signed_in("chandler").await;
+    let token = simplejwt_token("refresh", id, now() - 5, now() + 86_400);
+    with_test_database!(&app.database_url, |conn| {
+        let mut change = conn.begin().await.expect("begin");
+        sqlx::query("UPDATE auth_user SET password = '!changed' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *change)
+            .await
+            .expect("password");
+        sqlx::query(
+            "INSERT INTO gatehouse_user_state (user_id, tokens_valid_after) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET tokens_valid_after = excluded.tokens_valid_after",
+        )
+        .bind(id)
+        .bind(now())
+        .execute(&mut *change)
+        .await
+        .expect("cut-off");
+
+        let exchange = {
+            let (client, url) = (app.client.clone(), app.url("/api/token/refresh/"));
+            tokio::spawn(async move {
+                let body = json!({"refresh": token});
+                Reply::read(client.post(url).json(&body).send().await.unwrap()).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !exchange.is_finished(),
+            "the exchange did not wait for the change"
+        );
+        change.commit().await.expect("commit");
+        assert_token_refused(&exchange.await.unwrap());
+    });
+}
+
+#[tokio::test]
 async fn simultaneous_exchanges_of_one_simplejwt_refresh_token_give_at_most_one_pair() {
     let app = spawn_app().await;
     let (id, _, _) = app.signed_in("chandler").await;
