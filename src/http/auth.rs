@@ -90,13 +90,30 @@ pub async fn login(
     }
     let (id, mut verified_hash) = (credentials.user.id, credentials.password_hash);
     if outdated {
-        let hash = state.hasher.hash(SecretString::from(password)).await?;
+        let hash = state
+            .hasher
+            .hash(SecretString::from(password.clone()))
+            .await?;
         if state
             .store
             .upgrade_password_hash(id, &verified_hash, &hash)
             .await?
         {
             verified_hash = hash;
+        } else {
+            // The hash changed meanwhile: most often a second login of the same user
+            // upgraded it first (a double-clicked button), or Django re-hashed it. The
+            // password must match what is stored now; a real change makes it fail.
+            let current = state.store.credentials_by_id(id).await?;
+            let current = current.map(|c| c.password_hash);
+            match state
+                .hasher
+                .verify(SecretString::from(password), current.clone())
+                .await?
+            {
+                Verified::Yes { .. } => verified_hash = current.unwrap_or_default(),
+                Verified::No => return Err(ApiError::login_failed()),
+            }
         }
     }
     // The session starts only if the password verified above is still the user's, and

@@ -550,6 +550,47 @@ async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session()
 }
 
 #[tokio::test]
+async fn two_logins_at_once_with_a_djangos_hash_both_sign_in() {
+    // Both verify the old hash; the first to finish replaces it with Argon2id, so the
+    // second's own replacement finds it changed. That is not a password change: the
+    // password still matches what is stored, and the second login must not fail.
+    let app = spawn_app_full(
+        &[
+            ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+            ("GATEHOUSE_HASH_WAIT", "120s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
+        ],
+        hold_hash_slot_route(),
+    )
+    .await;
+    app.register_ok("phoebe").await;
+    let (_, django_hash) = DJANGO_HASHES[0];
+    app.execute_sql(&format!(
+        "UPDATE auth_user SET password = '{django_hash}' WHERE username = 'phoebe'"
+    ))
+    .await;
+
+    // Both logins queue behind a held hash slot, so both verify the old hash before
+    // either replaces it (the slot is first come, first served).
+    let held = tokio::spawn(app.client.get(app.url("/test/hold-hash/1000000")).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logins: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url("/api/login/"));
+            tokio::spawn(async move {
+                let body = json!({"username": "phoebe", "password": STRONG_PASSWORD});
+                Reply::read(client.post(url).json(&body).send().await.unwrap()).await
+            })
+        })
+        .collect();
+    for login in logins {
+        let reply = login.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_bcrypt_hash_of_unbounded_cost_is_a_failed_login_not_hours_of_work() {
     // A stored bcrypt at the highest cost bcrypt takes (2³¹ rounds) would keep a hash
     // thread busy for hours per attempt. It is a hash gatehouse does not read: a prompt
