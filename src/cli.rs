@@ -185,10 +185,17 @@ async fn change_password(
         .hash(SecretString::from(password))
         .await
         .map_err(|e| CommandError::Invalid(e.to_string()))?;
-    state
+    let now = chrono::Utc::now();
+    if !state
         .store
-        .set_password(user.id, &hash, None, chrono::Utc::now())
-        .await?;
+        .set_password(user.id, &hash, None, None, now)
+        .await?
+    {
+        return Err(CommandError::Invalid(format!(
+            "user '{}' was deleted meanwhile",
+            user.username
+        )));
+    }
     println!("Password changed successfully for user '{}'", user.username);
     Ok(())
 }

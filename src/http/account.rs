@@ -238,14 +238,16 @@ pub async fn me_put(
     Ok(Json(user))
 }
 
-/// Whether `given` is the signed-in user's password (one Argon2 verification), under the
-/// login's brute-force guard: a wrong guess counts as a failed login to the account from
-/// this client, and a client held back gets 429 before anything is checked.
-pub(crate) async fn password_matches(
+/// The stored hash `given` matches, if it is the signed-in user's password (one Argon2
+/// verification), under the login's brute-force guard: a wrong guess counts as a failed
+/// login to the account from this client, and a client held back gets 429 before
+/// anything is checked. What the password unlocks is then written only while that hash
+/// is still the user's, so a reset landing meanwhile wins.
+pub(crate) async fn matching_password_hash(
     state: &AppState,
     auth: &AuthUser,
     given: String,
-) -> Result<bool, ApiError> {
+) -> Result<Option<String>, ApiError> {
     let stored = state
         .store
         .credentials_by_id(auth.user.id)
@@ -253,12 +255,14 @@ pub(crate) async fn password_matches(
         .map(|c| c.password_hash);
     let account = lockout::user_key(auth.user.id);
     let guard = LoginGuard::new(state, account, auth.client.as_ref());
-    let verdict = verify_guarded(state, guard.as_ref(), given, stored).await?;
-    let matched = matches!(verdict, Verified::Yes { .. });
-    if let (true, Some(guard)) = (matched, &guard) {
+    let verdict = verify_guarded(state, guard.as_ref(), given, stored.clone()).await?;
+    if verdict == Verified::No {
+        return Ok(None);
+    }
+    if let Some(guard) = &guard {
         guard.succeeded(state).await?;
     }
-    Ok(matched)
+    Ok(stored)
 }
 
 /// `POST /api/change_password/` `{"old_password", "new_password"}`: every other session
@@ -296,8 +300,10 @@ pub async fn change_password(
         };
         errors.check("new_password", state.policy.validate(new, attributes));
     }
+    let mut old_hash = None;
     if let Some(old) = old {
-        if !password_matches(&state, &auth, old).await? {
+        old_hash = matching_password_hash(&state, &auth, old).await?;
+        if old_hash.is_none() {
             errors.add("old_password", messages::INVALID_PASSWORD);
         }
     }
@@ -308,10 +314,15 @@ pub async fn change_password(
 
     let hash = state.hasher.hash(SecretString::from(new)).await?;
     let now = chrono::Utc::now();
-    state
-        .store
-        .set_password(auth.user.id, &hash, auth.claims.sid.as_deref(), now)
-        .await?;
+    let (replacing, keep) = (old_hash.as_deref(), auth.claims.sid.as_deref());
+    if !(state.store)
+        .set_password(auth.user.id, &hash, replacing, keep, now)
+        .await?
+    {
+        // A reset or another change landed while the new password was hashed: the old
+        // password is not the password any more.
+        return Err(ApiError::field("old_password", messages::INVALID_PASSWORD));
+    }
     // Clients that knew the old password are not known to the account any more.
     state
         .store

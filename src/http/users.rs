@@ -7,7 +7,7 @@
 //! `is_staff` or `is_superuser`; staff may change `is_active`. Read-only fields and flags
 //! sent back unchanged are ignored, as a DRF client's PUT sends them.
 
-use super::account::{password_matches, validated_new_user};
+use super::account::{matching_password_hash, validated_new_user};
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
 use super::openapi;
@@ -460,7 +460,8 @@ pub async fn destroy(
 pub(crate) async fn delete_user(state: &AppState, id: UserId) -> Result<(), ApiError> {
     match state.store.delete_user(id).await? {
         Guarded::Done(()) => Ok(()),
-        Guarded::NotFound => Err(ApiError::not_found()),
+        // (A deletion re-enters no password, so never `PasswordChanged`.)
+        Guarded::NotFound | Guarded::PasswordChanged => Err(ApiError::not_found()),
         Guarded::LastSuperuser => Err(ApiError::detail(
             StatusCode::BAD_REQUEST,
             messages::LAST_SUPERUSER_DELETED,
@@ -551,7 +552,7 @@ pub(crate) async fn change_user(
             .as_ref()
             .is_some_and(|e| e.as_str() != target.email);
     if changes_identity && caller.user.id == target.id {
-        verify_current_password(state, caller, fields).await?;
+        update.password_unchanged = Some(verify_current_password(state, caller, fields).await?);
     }
 
     match state
@@ -568,6 +569,11 @@ pub(crate) async fn change_user(
         Guarded::LastSuperuser => Err(ApiError::field(
             "is_superuser",
             messages::LAST_SUPERUSER_DEMOTED,
+        )),
+        // A reset landed while the password was checked: it is not the password any more.
+        Guarded::PasswordChanged => Err(ApiError::field(
+            "current_password",
+            messages::INVALID_PASSWORD,
         )),
     }
 }
@@ -600,18 +606,17 @@ fn boolean_field(fields: &Fields, name: &str) -> Result<Option<bool>, Vec<String
 }
 
 /// `current_password` must be present and the caller's: 400 on that field otherwise.
+/// Returns the stored hash it matched.
 async fn verify_current_password(
     state: &AppState,
     caller: &AuthUser,
     fields: &Fields,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     const FIELD: &str = "current_password";
     let given = fields
         .required_text(FIELD, false)
         .map_err(|messages| ApiError::field_messages(FIELD, messages))?;
-    if password_matches(state, caller, given).await? {
-        Ok(())
-    } else {
-        Err(ApiError::field(FIELD, messages::INVALID_PASSWORD))
-    }
+    matching_password_hash(state, caller, given)
+        .await?
+        .ok_or_else(|| ApiError::field(FIELD, messages::INVALID_PASSWORD))
 }

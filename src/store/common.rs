@@ -49,14 +49,19 @@ macro_rules! impl_store {
                 tx: &mut Transaction<'_, Db>,
                 id: UserId,
                 hash: &str,
+                replacing: Option<&str>,
                 keep: Option<&str>,
                 now: DateTime<Utc>,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query(sql::SET_PASSWORD)
+            ) -> Result<bool, sqlx::Error> {
+                let set = sqlx::query(sql::SET_PASSWORD)
                     .bind(id.0)
                     .bind(hash)
+                    .bind(replacing)
                     .execute(&mut **tx)
                     .await?;
+                if set.rows_affected() == 0 {
+                    return Ok(false);
+                }
                 sqlx::query(sql::SET_TOKEN_CUTOFF)
                     .bind(id.0)
                     .bind(now.timestamp())
@@ -67,7 +72,7 @@ macro_rules! impl_store {
                     .bind(keep)
                     .execute(&mut **tx)
                     .await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn which_taken(&self, username: &str, email: &str, except: i64) -> StoreError {
@@ -303,10 +308,14 @@ macro_rules! impl_store {
                     .bind(update.is_active)
                     .bind(update.is_staff)
                     .bind(update.is_superuser)
-                    .fetch_one(&mut *tx)
+                    .bind(update.password_unchanged.as_deref())
+                    .fetch_optional(&mut *tx)
                     .await;
                 let after = match updated {
-                    Ok(row) => row_to_user(&row)?,
+                    Ok(Some(row)) => row_to_user(&row)?,
+                    // The row was read above in this transaction: only the password
+                    // condition can have failed.
+                    Ok(None) => return Ok(Guarded::PasswordChanged),
                     Err(error) if is_unique_violation(&error) => {
                         drop(tx);
                         let username = update.username.as_ref().map_or("", |u| u.as_str());
@@ -576,7 +585,7 @@ macro_rules! impl_store {
                     tx.commit().await?;
                     return Ok(false);
                 }
-                Self::replace_password(&mut tx, id, new_hash, None, now).await?;
+                Self::replace_password(&mut tx, id, new_hash, None, None, now).await?;
                 sqlx::query(sql::DELETE_RESET_TOKENS_OF)
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -781,13 +790,16 @@ macro_rules! impl_store {
                 &self,
                 id: UserId,
                 hash: &str,
+                replacing: Option<&str>,
                 keep: Option<&str>,
                 now: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
-                Self::replace_password(&mut tx, id, hash, keep, now).await?;
+                if !Self::replace_password(&mut tx, id, hash, replacing, keep, now).await? {
+                    return Ok(false);
+                }
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn access_check(

@@ -155,6 +155,9 @@ pub struct UserUpdate {
     pub is_active: Option<bool>,
     pub is_staff: Option<bool>,
     pub is_superuser: Option<bool>,
+    /// When set, the change applies only while the stored hash is still this one: the
+    /// hash the caller's re-entered password matched (`Guarded::PasswordChanged` if not).
+    pub password_unchanged: Option<String>,
 }
 
 /// The outcome of a change that must leave at least one active superuser (API.md §7).
@@ -164,6 +167,9 @@ pub enum Guarded<T> {
     NotFound,
     /// Refused: the user is the last active superuser, and the change would end that.
     LastSuperuser,
+    /// Refused: the password the caller re-entered stopped being the user's meanwhile (a
+    /// reset or change landed while it was checked).
+    PasswordChanged,
 }
 
 /// A reset token about to be stored (API.md §4); the secret itself is never stored.
@@ -472,14 +478,16 @@ pub trait Store: Send + Sync {
         new_hash: &str,
     ) -> Result<bool, StoreError>;
     /// Sets a new password: stores the hash, moves the token cut-off to `now`, and ends
-    /// every session of the user except `keep`.
+    /// every session of the user except `keep`. With `replacing`, only while the stored
+    /// hash is still that one; false, and nothing changed, if it is not (or no user).
     async fn set_password(
         &self,
         id: UserId,
         hash: &str,
+        replacing: Option<&str>,
         keep: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The user and the liveness of session `sid`, in one round trip.
     async fn access_check(

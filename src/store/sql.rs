@@ -46,7 +46,9 @@ pub fn access_check() -> &'static str {
 }
 
 /// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name,
-/// `$6` is_active, `$7` is_staff, `$8` is_superuser.
+/// `$6` is_active, `$7` is_staff, `$8` is_superuser, and `$9`: when set, the change
+/// applies only while the stored hash is still this one (`UserUpdate::password_unchanged`;
+/// in the UPDATE's own condition, so PostgreSQL checks it again after a row lock wait).
 /// (SQLite's RETURNING cannot name a table alias, so the columns stand unqualified.)
 pub fn update_user() -> String {
     let columns = USER_COLUMNS.replace("u.", "");
@@ -56,7 +58,7 @@ pub fn update_user() -> String {
          first_name = COALESCE($4, first_name), last_name = COALESCE($5, last_name), \
          is_active = COALESCE($6, is_active), is_staff = COALESCE($7, is_staff), \
          is_superuser = COALESCE($8, is_superuser) \
-         WHERE id = $1 RETURNING {columns}"
+         WHERE id = $1 AND ($9 IS NULL OR password = $9) RETURNING {columns}"
     )
 }
 
@@ -110,7 +112,10 @@ pub const HOLD_ACTIVE_USER: &str =
 /// `HOLD_ACTIVE_USER`, so it sees what a change that held the lock committed.
 pub const CUTOFF_SINCE: &str =
     "SELECT count(*) FROM gatehouse_user_state WHERE user_id = $1 AND tokens_valid_after >= $2";
-pub const SET_PASSWORD: &str = "UPDATE auth_user SET password = $2 WHERE id = $1";
+/// `$3`, when set: only while the stored hash is still this one (the old password the
+/// caller re-entered), so a reset that landed meanwhile is not overwritten.
+pub const SET_PASSWORD: &str =
+    "UPDATE auth_user SET password = $2 WHERE id = $1 AND ($3 IS NULL OR password = $3)";
 /// Only if the hash is still the one that was verified: a password change that landed
 /// meanwhile must not be overwritten by the upgrade of the old password.
 pub const UPGRADE_PASSWORD: &str =

@@ -424,7 +424,7 @@ mod tests {
         // What the pool's connections commit, the next check sees.
         store.end_session(&sid).await.unwrap();
         store
-            .set_password(user.id, "!new", None, Utc::now())
+            .set_password(user.id, "!new", None, None, Utc::now())
             .await
             .unwrap();
         let check = store
@@ -447,7 +447,7 @@ mod tests {
         let (store, user) = store_with_user(&dir).await;
         let issued_at = Utc::now().timestamp() - 10;
         store
-            .set_password(user.id, "!new", None, Utc::now())
+            .set_password(user.id, "!new", None, None, Utc::now())
             .await
             .unwrap();
 
@@ -475,6 +475,16 @@ mod tests {
         let exchanged = store.exchange_spent_token(later, sid, "jti", Utc::now());
         assert_eq!(exchanged.await.unwrap(), Exchange::Exchanged);
         let current = store.start_session(user.id, "another-session", "jti2", "!new", Utc::now());
+        assert!(current.await.unwrap());
+
+        // A change that verified the old password does not overwrite a newer one.
+        let stale = store.set_password(user.id, "!mine", Some("!"), None, Utc::now());
+        assert!(
+            !stale.await.unwrap(),
+            "the hash it replaces is no longer \"!\""
+        );
+        assert!(store.session("another-session").await.unwrap().is_some());
+        let current = store.set_password(user.id, "!mine", Some("!new"), None, Utc::now());
         assert!(current.await.unwrap());
     }
 

@@ -513,3 +513,85 @@ async fn changing_the_password_ends_every_other_session_but_not_this_one() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Two instances on one database. On the first, whose one hash slot is held, a request
+/// re-entering the old password (with a token of its own, as a thief's) reads the old
+/// hash and waits; meanwhile the owner changes the password on the second. Returns both
+/// instances and the first request's answer.
+async fn race_the_owners_password_change(
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (TestApp, TestApp, Reply) {
+    let first = spawn_app_full(
+        &[
+            ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+            ("GATEHOUSE_HASH_WAIT", "120s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
+        ],
+        hold_hash_slot_route(),
+    )
+    .await;
+    first.register_ok("ross").await;
+    let (stolen, _) = first.login_ok("ross").await;
+    let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
+    let (owner, _) = second.login_ok("ross").await;
+
+    let held = hold_hash_slot(&first, 3.0).await;
+    let racing = {
+        let request = first
+            .client
+            .request(method, first.url(path))
+            .bearer_auth(stolen)
+            .json(&body);
+        tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let changed = change_password(&second, &owner, STRONG_PASSWORD, "owner-Chosen-passw0rd").await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert!(
+        !held.iter().all(|hold| hold.is_finished()),
+        "the hash slot was free before the owner's change: the race was not set up"
+    );
+    let raced = racing.await.unwrap();
+    for hold in held {
+        assert_eq!(hold.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    (first, second, raced)
+}
+
+#[tokio::test]
+async fn a_password_change_does_not_overwrite_one_that_landed_while_it_was_checked() {
+    let body = json!({"old_password": STRONG_PASSWORD, "new_password": "thief-Chosen-passw0rd"});
+    let (first, second, raced) =
+        race_the_owners_password_change(Method::POST, "/api/change_password/", body).await;
+
+    assert_eq!(raced.status, StatusCode::BAD_REQUEST, "{}", raced.body);
+    assert_eq!(raced.body, json!({"old_password": ["Invalid password."]}));
+    let owner_login = second.login("ross", "owner-Chosen-passw0rd").await;
+    assert_eq!(owner_login.status, StatusCode::OK, "{}", owner_login.body);
+    assert_eq!(
+        first.login("ross", "thief-Chosen-passw0rd").await.body,
+        login_failed()
+    );
+}
+
+#[tokio::test]
+async fn an_email_change_proved_by_a_password_changed_meanwhile_is_refused() {
+    // The account's email is where reset links go: a thief's change, proved with the old
+    // password, must not land after the owner changed the password.
+    let body = json!({"email": "thief@example.com", "current_password": STRONG_PASSWORD});
+    let (_, second, raced) =
+        race_the_owners_password_change(Method::PATCH, "/api/users/me/", body).await;
+
+    assert_eq!(raced.status, StatusCode::BAD_REQUEST, "{}", raced.body);
+    assert_eq!(
+        raced.body,
+        json!({"current_password": ["Invalid password."]})
+    );
+    let (access, _) = {
+        let reply = second.login("ross", "owner-Chosen-passw0rd").await;
+        (reply.str("access"), reply.str("refresh"))
+    };
+    assert_eq!(second.me(&access).await.body["email"], "ross@example.com");
+}

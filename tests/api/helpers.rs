@@ -114,6 +114,49 @@ pub fn slow_route() -> axum::Router<AppState> {
     )
 }
 
+/// An extra route for `spawn_app_full`: `GET /test/hold-hash/{n}` keeps a hash slot busy,
+/// verifying a password against a PBKDF2 hash of `n` iterations.
+pub fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
+    use axum::extract::{Path, State};
+    use gatehouse::state::AppState;
+    axum::Router::new().route(
+        "/test/hold-hash/{iterations}",
+        axum::routing::get(
+            |State(state): State<AppState>, Path(iterations): Path<u32>| async move {
+                let slow = format!("pbkdf2_sha256${iterations}$salt${}=", "A".repeat(43));
+                let guess = secrecy::SecretString::from("not-it".to_owned());
+                let _ = state.hasher.verify(guess, Some(slow)).await;
+                "held"
+            },
+        ),
+    )
+}
+
+/// Keeps the one hash slot of `app` (`GATEHOUSE_HASH_CONCURRENCY=1`, mounted with
+/// `hold_hash_slot_route`) busy for about `seconds` from now; await the holds to end. A
+/// request that needs a hash from now on waits behind all of them: the slot is handed
+/// out first come, first served.
+pub async fn hold_hash_slot(
+    app: &TestApp,
+    seconds: f64,
+) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
+    let hold = |iterations: u32| {
+        let path = format!("/test/hold-hash/{iterations}");
+        tokio::spawn(app.client.get(app.url(&path)).send())
+    };
+    // PBKDF2's speed differs tenfold between machines: timed once, then enough holds in
+    // a row for `seconds`.
+    let started = std::time::Instant::now();
+    hold(1_000_000).await.unwrap().unwrap();
+    let per_million = started.elapsed().as_secs_f64().max(0.01);
+    let holds = (seconds / (per_million * 10.0)).ceil() as usize;
+    let iterations = (seconds / per_million / holds as f64 * 1e6).clamp(1e6, 1e7) as u32;
+    let held = (0..holds).map(|_| hold(iterations)).collect();
+    // Let the first of them take the slot before anything else asks for it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    held
+}
+
 /// Spawns an app that drains and stops as SIGTERM would make it when `shutdown`
 /// completes; the handle resolves once it has stopped.
 pub async fn spawn_app_until(

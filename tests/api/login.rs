@@ -463,24 +463,6 @@ async fn every_password_hash_django_writes_signs_in_and_keeps_signing_in_after_t
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// An extra route for `spawn_app_full`: `GET /test/hold-hash/{n}` keeps a hash slot busy,
-/// verifying a password against a PBKDF2 hash of `n` iterations.
-fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
-    use axum::extract::{Path, State};
-    use gatehouse::state::AppState;
-    axum::Router::new().route(
-        "/test/hold-hash/{iterations}",
-        axum::routing::get(
-            |State(state): State<AppState>, Path(iterations): Path<u32>| async move {
-                let slow = format!("pbkdf2_sha256${iterations}$salt${}=", "A".repeat(43));
-                let guess = secrecy::SecretString::from("not-it".to_owned());
-                let _ = state.hasher.verify(guess, Some(slow)).await;
-                "held"
-            },
-        ),
-    )
-}
-
 #[tokio::test]
 async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session() {
     // Two instances on one database, as behind a load balancer. On the first, the one
@@ -501,22 +483,7 @@ async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session()
     let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
     let (owner_access, _) = second.login_ok("monica").await;
 
-    // PBKDF2's speed differs tenfold between machines: timed once, then enough holds in a
-    // row for about three seconds. The hash slot is handed out first come, first served,
-    // so the login waits behind all of them.
-    let hold = |iterations: u32| {
-        let request = first
-            .client
-            .get(first.url(&format!("/test/hold-hash/{iterations}")));
-        tokio::spawn(request.send())
-    };
-    let started = Instant::now();
-    hold(1_000_000).await.unwrap().unwrap();
-    let per_million = started.elapsed().as_secs_f64().max(0.01);
-    let holds = (3.0 / (per_million * 10.0)).ceil() as usize;
-    let iterations = (3.0 / per_million / holds as f64 * 1e6).clamp(1e6, 1e7) as u32;
-    let held: Vec<_> = (0..holds).map(|_| hold(iterations)).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = hold_hash_slot(&first, 3.0).await;
     let racing_login = {
         let (client, url) = (first.client.clone(), first.url("/api/login/"));
         tokio::spawn(async move {
@@ -572,8 +539,7 @@ async fn two_logins_at_once_with_a_djangos_hash_both_sign_in() {
 
     // Both logins queue behind a held hash slot, so both verify the old hash before
     // either replaces it (the slot is first come, first served).
-    let held = tokio::spawn(app.client.get(app.url("/test/hold-hash/1000000")).send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = hold_hash_slot(&app, 1.0).await;
     let logins: Vec<_> = (0..2)
         .map(|_| {
             let (client, url) = (app.client.clone(), app.url("/api/login/"));
@@ -587,7 +553,9 @@ async fn two_logins_at_once_with_a_djangos_hash_both_sign_in() {
         let reply = login.await.unwrap();
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
-    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+    for hold in held {
+        assert_eq!(hold.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
 }
 
 #[tokio::test]
