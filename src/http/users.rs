@@ -499,10 +499,16 @@ pub(crate) async fn change_user(
     let mut errors = FieldErrors::new();
     let mut update = UserUpdate::default();
     if change == Change::Full || fields.contains("username") {
-        let parsed = fields
-            .required_text("username", true)
-            .and_then(|s| Username::parse(&s));
-        update.username = errors.check("username", parsed);
+        let parsed = fields.required_text("username", true).and_then(|s| {
+            // A name sent back exactly as stored is no change, even one stored before
+            // NFKC applied (a row Django wrote): it stays as it is, as DRF would save it.
+            if s.trim() == target.username {
+                Ok(None)
+            } else {
+                Username::parse(&s).map(Some)
+            }
+        });
+        update.username = errors.check("username", parsed).flatten();
     }
     if change == Change::Full || fields.contains("email") {
         let parsed = fields

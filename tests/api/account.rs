@@ -595,3 +595,25 @@ async fn an_email_change_proved_by_a_password_changed_meanwhile_is_refused() {
     };
     assert_eq!(second.me(&access).await.body["email"], "ross@example.com");
 }
+
+#[tokio::test]
+async fn a_username_stored_before_normalisation_sent_back_as_it_is_is_no_change() {
+    // A row Django wrote may hold a name NFKC would change (`ｒoss`, fullwidth r). A
+    // client that PUTs the profile back with that name unchanged changes nothing: no
+    // password asked, no rename.
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    app.execute_sql(&format!(
+        "UPDATE auth_user SET username = 'ｒoss' WHERE id = {id}"
+    ))
+    .await;
+
+    let body = json!({"username": "ｒoss", "email": "ross@example.com", "first_name": "Ross", "last_name": ""});
+    let reply = app
+        .send_auth(Method::PUT, "/api/users/me/", &access, Some(body))
+        .await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["username"], "ｒoss");
+    assert_eq!(reply.body["first_name"], "Ross");
+}
