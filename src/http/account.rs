@@ -186,6 +186,7 @@ pub async fn me_get(auth: AuthUser) -> Json<User> {
     responses(
         (status = 200, description = "The changed user", body = User),
         (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
     )
 )]
 pub async fn me_patch(
@@ -219,6 +220,7 @@ pub async fn me_patch(
     responses(
         (status = 200, description = "The changed user", body = User),
         (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
     )
 )]
 pub async fn me_put(
@@ -280,6 +282,7 @@ pub(crate) async fn matching_password_hash(
         (status = 200, description = "Changed", body = openapi::Message,
             example = json!({"message": "Password changed successfully"})),
         (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
     )
 )]
 pub async fn change_password(

@@ -372,6 +372,7 @@ pub async fn retrieve(
     responses(
         (status = 200, description = "The changed user", body = User),
         (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
         (status = 403, response = openapi::Forbidden),
         (status = 404, response = openapi::NotFound),
     )
@@ -399,6 +400,7 @@ pub async fn patch(
     responses(
         (status = 200, description = "The changed user", body = User),
         (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::Throttled),
         (status = 403, response = openapi::Forbidden),
         (status = 404, response = openapi::NotFound),
     )

@@ -183,12 +183,18 @@ async fn the_schema_declares_the_bearer_scheme_and_the_errors_of_every_operation
         }
     }
 
-    // The throttled endpoints (API.md §4, and the login and registration throttles).
+    // The throttled endpoints (API.md §4, and the login and registration throttles), and
+    // those that take a password again under the login's brute-force guard.
     for (method, path) in [
         ("post", "/api/login/"),
         ("post", "/api/register/"),
         ("post", "/api/reset_password/"),
         ("post", "/api/token/refresh/"),
+        ("post", "/api/change_password/"),
+        ("patch", "/api/users/me/"),
+        ("put", "/api/users/me/"),
+        ("patch", "/api/users/{id}/"),
+        ("put", "/api/users/{id}/"),
     ] {
         let throttled = response(&schema, method, path, "429");
         assert_eq!(throttled["headers"]["Retry-After"]["required"], json!(true));
