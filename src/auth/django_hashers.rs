@@ -152,6 +152,45 @@ impl<'a> DjangoHash<'a> {
         }
     }
 
+    /// A hash of the same algorithm and costs as this one, made of no password (a fixed
+    /// salt, a digest of zeros): verifying any password against it fails, and costs what
+    /// verifying against this one costs. Equal costs give equal strings, so it also names
+    /// the cost (`PasswordHasher` tallies them to pick the dummy for unknown users).
+    pub fn same_cost_dummy(&self) -> String {
+        const SALT: &str = "gatehouseDummySalt0000";
+        let zeros = |len: usize| STANDARD.encode(vec![0u8; len]);
+        match self {
+            DjangoHash::Argon2(hash) => {
+                // PHC strings carry unpadded base64: 16 bytes of salt, a 32-byte digest.
+                let version = hash.version.unwrap_or(0x13);
+                format!(
+                    "{ARGON2_PREFIX}${}$v={version}${}$Z2F0ZWhvdXNlZHVtbXkwMA${}",
+                    hash.algorithm,
+                    hash.params,
+                    "A".repeat(43)
+                )
+            }
+            DjangoHash::Pbkdf2Sha256 { iterations, .. } => {
+                format!("pbkdf2_sha256${iterations}${SALT}${}", zeros(32))
+            }
+            DjangoHash::Pbkdf2Sha1 { iterations, .. } => {
+                format!("pbkdf2_sha1${iterations}${SALT}${}", zeros(20))
+            }
+            DjangoHash::Bcrypt { bcrypt, prehash } => {
+                // `$2b$12$` then 22 characters of salt and 31 of digest in bcrypt's own
+                // alphabet, where `.` is zero.
+                let mut fields = bcrypt.split('$').filter(|field| !field.is_empty());
+                let (version, cost) =
+                    (fields.next().unwrap_or("2b"), fields.next().unwrap_or("12"));
+                let algorithm = if *prehash { "bcrypt_sha256" } else { "bcrypt" };
+                format!("{algorithm}$${version}${cost}${}", ".".repeat(53))
+            }
+            DjangoHash::Scrypt { log_n, r, p, .. } => {
+                format!("scrypt${}${SALT}${r}${p}${}", 1u64 << log_n, zeros(64))
+            }
+        }
+    }
+
     /// Whether `password` is the one this hash was made from. Blocking and slow by design.
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
@@ -220,6 +259,32 @@ mod tests {
         "bcrypt_sha256$$2b$12$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
         "scrypt$16384$gatehouseScrypt1$8$1$yRhPwA0hK66drScBM23ardMeY9t4jrY+Iy4SaenMX16iPP7xTICY1LXPpvxEjBOXbqpmbv2v3AjcYic5AVeumg==",
     ];
+
+    #[test]
+    fn a_same_cost_dummy_reads_back_at_the_same_cost_and_matches_no_password() {
+        let ours = "argon2$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for encoded in VECTORS.iter().copied().chain([ours]) {
+            let hash = DjangoHash::parse(encoded).expect("parses");
+            let dummy = hash.same_cost_dummy();
+            let read = DjangoHash::parse(&dummy).unwrap_or_else(|| panic!("{dummy}"));
+            assert_eq!(read.same_cost_dummy(), dummy, "the same costs: {encoded}");
+            assert!(!read.verify(PASSWORD), "{dummy}");
+            // The costs are the ones read: the fields before the salt survive (and
+            // scrypt's r and p after it, below).
+            let before_salt = if encoded.starts_with("argon2") || encoded.starts_with("bcrypt") {
+                4
+            } else {
+                2
+            };
+            let costs = |s: &str| s.split('$').take(before_salt).collect::<Vec<_>>().join("$");
+            assert_eq!(costs(&dummy), costs(encoded), "{dummy}");
+        }
+        let scrypt = DjangoHash::parse(VECTORS[3]).unwrap().same_cost_dummy();
+        assert!(
+            scrypt.starts_with("scrypt$16384$") && scrypt.contains("$8$1$"),
+            "{scrypt}"
+        );
+    }
 
     #[test]
     fn djangos_hashes_verify_the_right_password_only() {

@@ -55,8 +55,45 @@ pub struct PasswordHasher {
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     params: Params,
     /// A real hash of a random password: unknown users are verified against it, so a
-    /// login for a user who does not exist costs the same as a wrong password (API.md §4).
+    /// login for a user who does not exist costs the same as a wrong password (API.md §4),
+    /// unless the stored hashes verified lately mostly cost something else (`recent`).
     dummy_hash: Arc<str>,
+    /// The costs of the stored hashes verified lately, as same-cost dummies. On a database
+    /// taken over from Django most users still have Django's hash (PBKDF2 at 1,000,000
+    /// iterations by default), which costs more than gatehouse's Argon2 until they log
+    /// in; an unknown user is verified against a dummy of the most common recent cost,
+    /// so that a failed login's time does not tell the two apart.
+    recent: Arc<Mutex<RecentCosts>>,
+}
+
+/// The last `RECENT_COSTS` costs verified (a ring), and the most common of them.
+#[derive(Default)]
+struct RecentCosts {
+    ring: std::collections::VecDeque<Arc<str>>,
+}
+
+/// Enough logins to follow what the users logging in have, few enough to follow it as
+/// their hashes are replaced.
+const RECENT_COSTS: usize = 64;
+
+impl RecentCosts {
+    fn record(&mut self, dummy: String) {
+        if self.ring.len() == RECENT_COSTS {
+            self.ring.pop_front();
+        }
+        // Equal costs give equal strings: keep one allocation for each.
+        let shared = self.ring.iter().find(|seen| ***seen == *dummy).cloned();
+        self.ring.push_back(shared.unwrap_or_else(|| dummy.into()));
+    }
+
+    /// The most common cost, the newest of equals; `None` before any verification.
+    fn most_common(&self) -> Option<Arc<str>> {
+        let count = |dummy: &Arc<str>| {
+            let same = |seen: &&Arc<str>| Arc::ptr_eq(seen, dummy);
+            self.ring.iter().filter(same).count()
+        };
+        self.ring.iter().max_by_key(|dummy| count(dummy)).cloned()
+    }
 }
 
 /// What verification found.
@@ -97,6 +134,7 @@ impl PasswordHasher {
             memory: Arc::new(Mutex::new(vec![memory])),
             params,
             dummy_hash: dummy_hash.into(),
+            recent: Arc::default(),
         }
     }
 
@@ -128,7 +166,10 @@ impl PasswordHasher {
             // before any hashing, so a 64 KiB "password" costs no more than a short one.
             return Ok(Verified::No);
         }
-        let dummy = self.dummy_hash.clone();
+        let recent = self.recent.clone();
+        let dummy = lock(&recent)
+            .most_common()
+            .unwrap_or_else(|| self.dummy_hash.clone());
         let ours = self.params.clone();
         let memory = self.memory.clone();
         self.run(move || {
@@ -142,7 +183,11 @@ impl PasswordHasher {
                 }
                 other => other.verify(password),
             };
-            match stored.as_deref().and_then(DjangoHash::parse) {
+            let parsed = stored.as_deref().and_then(DjangoHash::parse);
+            if let Some(hash) = &parsed {
+                lock(&recent).record(hash.same_cost_dummy());
+            }
+            match parsed {
                 Some(hash) if verify(&hash) => {
                     let current = matches!(&hash, DjangoHash::Argon2(h) if same_params(h, &ours));
                     Verified::Yes { outdated: !current }
@@ -183,6 +228,14 @@ impl PasswordHasher {
         // A computation that panicked drops `done` unsent.
         result.await.map_err(|_| HashError::PoolClosed)
     }
+}
+
+/// A lock whose holder cannot leave it half-changed (a push and a pop), so a panic
+/// elsewhere while it was held does not make it unusable.
+fn lock(recent: &Mutex<RecentCosts>) -> std::sync::MutexGuard<'_, RecentCosts> {
+    recent
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 type Job = Box<dyn FnOnce() + Send>;
