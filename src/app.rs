@@ -52,11 +52,14 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
         config.access_token_lifetime,
         config.refresh_token_lifetime,
     );
+    let hasher = PasswordHasher::with_priority(config.hash_concurrency, config.hash_priority)
+        .with_wait(config.limits.hash_wait);
+    // Before the first request: an unknown user's login costs what most users' does.
+    fit_unknown_user_cost(store.as_ref(), &hasher).await;
     Ok(AppState::from(Services {
         store,
         tokens: Arc::new(tokens),
-        hasher: PasswordHasher::with_priority(config.hash_concurrency, config.hash_priority)
-            .with_wait(config.limits.hash_wait),
+        hasher,
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
         outbox: OutboxSignal::default(),
@@ -132,6 +135,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tokio::spawn(purge_expired_periodically(self.state.clone()));
+        tokio::spawn(fit_unknown_user_cost_periodically(self.state.clone()));
         tokio::spawn(run_outbox_worker(
             self.state.store.clone(),
             self.mail.clone(),
@@ -167,6 +171,34 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// How many stored hashes are sampled for the cost unknown users are verified at.
+const COST_SAMPLE: usize = 64;
+
+/// Samples the stored hashes and lets the hasher verify unknown users at the cost most of
+/// them have (`PasswordHasher::fit_unknown_user_cost`). A failure keeps the cost it had.
+async fn fit_unknown_user_cost(store: &dyn Store, hasher: &PasswordHasher) {
+    match store.sample_password_hashes(COST_SAMPLE).await {
+        Ok(sample) => {
+            if hasher.fit_unknown_user_cost(&sample) {
+                tracing::info!(
+                    "unknown users are now verified at the cost most stored hashes have"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "sampling the stored password hashes failed"),
+    }
+}
+
+/// Follows the stored hashes as users' Django hashes are replaced by gatehouse's.
+async fn fit_unknown_user_cost_periodically(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    every.tick().await; // the first tick is now: `prepare` has just fitted it
+    loop {
+        every.tick().await;
+        fit_unknown_user_cost(state.store.as_ref(), &state.hasher).await;
+    }
 }
 
 /// Sessions idle past the refresh lifetime can never be used again; drop them hourly.

@@ -170,11 +170,16 @@ impl<'a> DjangoHash<'a> {
                     "A".repeat(43)
                 )
             }
-            DjangoHash::Pbkdf2Sha256 { iterations, .. } => {
-                format!("pbkdf2_sha256${iterations}${SALT}${}", zeros(32))
+            // PBKDF2 runs all its iterations once per block of output: the same length.
+            DjangoHash::Pbkdf2Sha256 {
+                iterations, hash, ..
+            } => {
+                format!("pbkdf2_sha256${iterations}${SALT}${}", zeros(hash.len()))
             }
-            DjangoHash::Pbkdf2Sha1 { iterations, .. } => {
-                format!("pbkdf2_sha1${iterations}${SALT}${}", zeros(20))
+            DjangoHash::Pbkdf2Sha1 {
+                iterations, hash, ..
+            } => {
+                format!("pbkdf2_sha1${iterations}${SALT}${}", zeros(hash.len()))
             }
             DjangoHash::Bcrypt { bcrypt, prehash } => {
                 // `$2b$12$` then 22 characters of salt and 31 of digest in bcrypt's own

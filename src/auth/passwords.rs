@@ -54,46 +54,13 @@ pub struct PasswordHasher {
     /// MiB (bench/RESULTS.md).
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     params: Params,
-    /// A real hash of a random password: unknown users are verified against it, so a
-    /// login for a user who does not exist costs the same as a wrong password (API.md §4),
-    /// unless the stored hashes verified lately mostly cost something else (`recent`).
-    dummy_hash: Arc<str>,
-    /// The costs of the stored hashes verified lately, as same-cost dummies. On a database
-    /// taken over from Django most users still have Django's hash (PBKDF2 at 1,000,000
-    /// iterations by default), which costs more than gatehouse's Argon2 until they log
-    /// in; an unknown user is verified against a dummy of the most common recent cost,
-    /// so that a failed login's time does not tell the two apart.
-    recent: Arc<Mutex<RecentCosts>>,
-}
-
-/// The last `RECENT_COSTS` costs verified (a ring), and the most common of them.
-#[derive(Default)]
-struct RecentCosts {
-    ring: std::collections::VecDeque<Arc<str>>,
-}
-
-/// Enough logins to follow what the users logging in have, few enough to follow it as
-/// their hashes are replaced.
-const RECENT_COSTS: usize = 64;
-
-impl RecentCosts {
-    fn record(&mut self, dummy: String) {
-        if self.ring.len() == RECENT_COSTS {
-            self.ring.pop_front();
-        }
-        // Equal costs give equal strings: keep one allocation for each.
-        let shared = self.ring.iter().find(|seen| ***seen == *dummy).cloned();
-        self.ring.push_back(shared.unwrap_or_else(|| dummy.into()));
-    }
-
-    /// The most common cost, the newest of equals; `None` before any verification.
-    fn most_common(&self) -> Option<Arc<str>> {
-        let count = |dummy: &Arc<str>| {
-            let same = |seen: &&Arc<str>| Arc::ptr_eq(seen, dummy);
-            self.ring.iter().filter(same).count()
-        };
-        self.ring.iter().max_by_key(|dummy| count(dummy)).cloned()
-    }
+    /// What unknown users are verified against, so a login for a user who does not exist
+    /// costs the same as a wrong password (API.md §4): at first a real hash of a random
+    /// password at our parameters; then, from `fit_unknown_user_cost`, a dummy at the cost
+    /// most of the stored hashes have. On a database taken over from Django most users
+    /// keep Django's hash (PBKDF2 at 1,000,000 iterations by default) until they log in,
+    /// which costs several times our Argon2.
+    dummy_hash: Arc<std::sync::RwLock<Arc<str>>>,
 }
 
 /// What verification found.
@@ -133,8 +100,7 @@ impl PasswordHasher {
             wait: Duration::from_secs(5),
             memory: Arc::new(Mutex::new(vec![memory])),
             params,
-            dummy_hash: dummy_hash.into(),
-            recent: Arc::default(),
+            dummy_hash: Arc::new(std::sync::RwLock::new(dummy_hash.into())),
         }
     }
 
@@ -166,10 +132,11 @@ impl PasswordHasher {
             // before any hashing, so a 64 KiB "password" costs no more than a short one.
             return Ok(Verified::No);
         }
-        let recent = self.recent.clone();
-        let dummy = lock(&recent)
-            .most_common()
-            .unwrap_or_else(|| self.dummy_hash.clone());
+        let dummy = self
+            .dummy_hash
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let ours = self.params.clone();
         let memory = self.memory.clone();
         self.run(move || {
@@ -183,11 +150,7 @@ impl PasswordHasher {
                 }
                 other => other.verify(password),
             };
-            let parsed = stored.as_deref().and_then(DjangoHash::parse);
-            if let Some(hash) = &parsed {
-                lock(&recent).record(hash.same_cost_dummy());
-            }
-            match parsed {
+            match stored.as_deref().and_then(DjangoHash::parse) {
                 Some(hash) if verify(&hash) => {
                     let current = matches!(&hash, DjangoHash::Argon2(h) if same_params(h, &ours));
                     Verified::Yes { outdated: !current }
@@ -202,6 +165,36 @@ impl PasswordHasher {
             }
         })
         .await
+    }
+
+    /// Verifies unknown users from now on against a dummy at the cost most of `stored`
+    /// (a sample of the stored hashes) have; unchanged if none of them can be read. Returns
+    /// whether the dummy's cost changed.
+    pub fn fit_unknown_user_cost(&self, stored: &[String]) -> bool {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for dummy in stored
+            .iter()
+            .filter_map(|hash| DjangoHash::parse(hash))
+            .map(|hash| hash.same_cost_dummy())
+        {
+            match counts.iter_mut().find(|(seen, _)| *seen == dummy) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((dummy, 1)),
+            }
+        }
+        let Some((most, _)) = counts.into_iter().max_by_key(|(_, count)| *count) else {
+            return false;
+        };
+        let mut current = self
+            .dummy_hash
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let same_cost = DjangoHash::parse(&current).map(|h| h.same_cost_dummy());
+        if same_cost.as_deref() == Some(most.as_str()) {
+            return false;
+        }
+        *current = most.into();
+        true
     }
 
     async fn run<T: Send + 'static>(
@@ -228,14 +221,6 @@ impl PasswordHasher {
         // A computation that panicked drops `done` unsent.
         result.await.map_err(|_| HashError::PoolClosed)
     }
-}
-
-/// A lock whose holder cannot leave it half-changed (a push and a pop), so a panic
-/// elsewhere while it was held does not make it unusable.
-fn lock(recent: &Mutex<RecentCosts>) -> std::sync::MutexGuard<'_, RecentCosts> {
-    recent
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -405,6 +390,38 @@ fn same_params(hash: &PasswordHash<'_>, ours: &Params) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_users_are_fitted_to_the_cost_most_stored_hashes_have() {
+        let hasher = PasswordHasher::new(1);
+        let django = "pbkdf2_sha256$1000000$salt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        let ours = "argon2$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let sample = |django_count: usize, ours_count: usize| -> Vec<String> {
+            let mut hashes = vec![django.to_owned(); django_count];
+            hashes.extend(vec![ours.to_owned(); ours_count]);
+            hashes.push("!unusable".to_owned());
+            hashes
+        };
+        let dummy = || hasher.dummy_hash.read().unwrap().to_string();
+
+        assert!(
+            !hasher.fit_unknown_user_cost(&sample(1, 3)),
+            "already at our cost"
+        );
+        assert!(
+            !hasher.fit_unknown_user_cost(&[]),
+            "nothing read: unchanged"
+        );
+        assert!(hasher.fit_unknown_user_cost(&sample(3, 1)));
+        assert!(dummy().starts_with("pbkdf2_sha256$1000000$"), "{}", dummy());
+        assert!(!hasher.fit_unknown_user_cost(&sample(3, 2)));
+        assert!(hasher.fit_unknown_user_cost(&sample(1, 2)));
+        assert!(
+            dummy().starts_with("argon2$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            dummy()
+        );
+    }
 
     #[tokio::test]
     async fn hashes_in_djangos_encoding_and_verifies() {

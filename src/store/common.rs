@@ -969,6 +969,33 @@ macro_rules! impl_store {
                 Ok(count > 0)
             }
 
+            async fn sample_password_hashes(
+                &self,
+                count: usize,
+            ) -> Result<Vec<String>, StoreError> {
+                use rand::Rng;
+                let range: (Option<i64>, Option<i64>) = sqlx::query_as(sql::USER_ID_RANGE)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let (Some(first), Some(last)) = range else {
+                    return Ok(Vec::new());
+                };
+                // Ids picked before any query: the thread's generator is not `Send`.
+                let ids: Vec<i64> = {
+                    let mut rng = rand::thread_rng();
+                    (0..count).map(|_| rng.gen_range(first..=last)).collect()
+                };
+                let mut hashes = Vec::with_capacity(count);
+                for id in ids {
+                    let found: Option<String> = sqlx::query_scalar(sql::PASSWORD_FROM_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    hashes.extend(found);
+                }
+                Ok(hashes)
+            }
+
             async fn blacklisted_by_simplejwt(&self, jti: &str) -> Result<bool, StoreError> {
                 // Asked only of SimpleJWT's own tokens, which are rare once their users
                 // sign in to gatehouse: the table's presence is looked up each time rather

@@ -524,6 +524,9 @@ pub trait Store: Send + Sync {
     async fn spend_token(&self, jti: &str, id: UserId, expires_at: i64)
         -> Result<bool, StoreError>;
     async fn token_spent(&self, jti: &str) -> Result<bool, StoreError>;
+    /// The stored password hashes of up to `count` users picked at random (by id), for
+    /// the cost unknown users are verified at (`PasswordHasher::fit_unknown_user_cost`).
+    async fn sample_password_hashes(&self, count: usize) -> Result<Vec<String>, StoreError>;
     /// Whether SimpleJWT's blacklist, if the database has one, holds the refresh token
     /// `jti` (API.md §9: a token Django logged out or rotated stays refused).
     async fn blacklisted_by_simplejwt(&self, jti: &str) -> Result<bool, StoreError>;

@@ -163,6 +163,11 @@ pub const SESSION: &str = "SELECT user_id, refresh_jti FROM gatehouse_session WH
 pub const SPEND_TOKEN: &str =
     "INSERT INTO gatehouse_spent_token (jti, user_id, expires_at, session_id) \
     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING";
+pub const USER_ID_RANGE: &str =
+    "SELECT CAST(min(id) AS BIGINT), CAST(max(id) AS BIGINT) FROM auth_user";
+/// The first user at or after id `$1`: a user picked at random from a random id.
+pub const PASSWORD_FROM_ID: &str =
+    "SELECT password FROM auth_user WHERE id >= $1 ORDER BY id LIMIT 1";
 pub const TOKEN_SPENT: &str = "SELECT count(*) FROM gatehouse_spent_token WHERE jti = $1";
 /// The table of SimpleJWT's blacklist app (`rest_framework_simplejwt.token_blacklist`),
 /// on a database Django shares or left behind.
