@@ -617,3 +617,41 @@ async fn a_username_stored_before_normalisation_sent_back_as_it_is_is_no_change(
     assert_eq!(reply.body["username"], "ｒoss");
     assert_eq!(reply.body["first_name"], "Ross");
 }
+
+#[tokio::test]
+async fn a_password_change_waiting_on_another_change_does_not_overwrite_it() {
+    // The conditional write itself, under a lock wait: another change (held open here by
+    // hand, as another instance's would be) has locked the user's row when this change
+    // writes. Once that one commits, this one must see it and change nothing.
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("ross").await;
+    with_test_database!(&app.database_url, |conn| {
+        let mut other = conn.begin().await.expect("begin");
+        sqlx::query("UPDATE auth_user SET password = '!changed' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *other)
+            .await
+            .expect("password");
+
+        let waiting = {
+            let request = app
+                .client
+                .post(app.url("/api/change_password/"))
+                .bearer_auth(&access)
+                .json(&json!({"old_password": STRONG_PASSWORD, "new_password": "mine-Chosen-passw0rd"}));
+            tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the change did not wait for the other"
+        );
+        other.commit().await.expect("commit");
+
+        let reply = waiting.await.unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert_eq!(reply.body, json!({"old_password": ["Invalid password."]}));
+    });
+    let mine = app.login("ross", "mine-Chosen-passw0rd").await;
+    assert_eq!(mine.status, StatusCode::UNAUTHORIZED, "{}", mine.body);
+}
