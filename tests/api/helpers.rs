@@ -114,9 +114,9 @@ pub fn slow_route() -> axum::Router<AppState> {
     )
 }
 
-/// An extra route for `spawn_app_full`: `GET /test/hold-hash/{n}` keeps a hash slot busy,
-/// verifying a password against a PBKDF2 hash of `n` iterations.
-pub fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
+/// The extra route of `spawn_app_with_one_hash_slot`: `GET /test/hold-hash/{n}` keeps a
+/// hash slot busy, verifying a password against a PBKDF2 hash of `n` iterations.
+fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
     use axum::extract::{Path, State};
     use gatehouse::state::AppState;
     axum::Router::new().route(
@@ -132,8 +132,18 @@ pub fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
     )
 }
 
-/// Keeps the one hash slot of `app` (`GATEHOUSE_HASH_CONCURRENCY=1`, mounted with
-/// `hold_hash_slot_route`) busy for about `seconds` from now; await the holds to end. A
+/// An app with one hash slot, which `hold_hash_slot` can keep busy, and waits long
+/// enough for a request queued behind it.
+pub async fn spawn_app_with_one_hash_slot() -> TestApp {
+    let overrides = [
+        ("GATEHOUSE_HASH_CONCURRENCY", "1"),
+        ("GATEHOUSE_HASH_WAIT", "120s"),
+        ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
+    ];
+    spawn_app_full(&overrides, hold_hash_slot_route()).await
+}
+
+/// Keeps the one hash slot of `app` (`spawn_app_with_one_hash_slot`) busy for about `seconds` from now; await the holds to end. A
 /// request that needs a hash from now on waits behind all of them: the slot is handed
 /// out first come, first served.
 pub async fn hold_hash_slot(

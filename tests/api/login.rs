@@ -505,15 +505,7 @@ async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session()
     // waits for the slot; meanwhile the owner changes the password on the second. The
     // login's verification of the old hash then succeeds, but it must not open a session
     // the change was meant to close.
-    let first = spawn_app_full(
-        &[
-            ("GATEHOUSE_HASH_CONCURRENCY", "1"),
-            ("GATEHOUSE_HASH_WAIT", "120s"),
-            ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
-        ],
-        hold_hash_slot_route(),
-    )
-    .await;
+    let first = spawn_app_with_one_hash_slot().await;
     first.register_ok("monica").await;
     let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
     let (owner_access, _) = second.login_ok("monica").await;
@@ -556,15 +548,7 @@ async fn two_logins_at_once_with_a_djangos_hash_both_sign_in() {
     // Both verify the old hash; the first to finish replaces it with Argon2id, so the
     // second's own replacement finds it changed. That is not a password change: the
     // password still matches what is stored, and the second login must not fail.
-    let app = spawn_app_full(
-        &[
-            ("GATEHOUSE_HASH_CONCURRENCY", "1"),
-            ("GATEHOUSE_HASH_WAIT", "120s"),
-            ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
-        ],
-        hold_hash_slot_route(),
-    )
-    .await;
+    let app = spawn_app_with_one_hash_slot().await;
     app.register_ok("phoebe").await;
     let (_, django_hash) = DJANGO_HASHES[0];
     app.execute_sql(&format!(
