@@ -777,7 +777,7 @@ macro_rules! impl_store {
                 old_hash: &str,
                 new_hash: &str,
             ) -> Result<bool, StoreError> {
-                let upgraded = sqlx::query(sql::UPGRADE_PASSWORD)
+                let upgraded = sqlx::query(sql::SET_PASSWORD)
                     .bind(id.0)
                     .bind(new_hash)
                     .bind(old_hash)

@@ -112,14 +112,12 @@ pub const HOLD_ACTIVE_USER: &str =
 /// `HOLD_ACTIVE_USER`, so it sees what a change that held the lock committed.
 pub const CUTOFF_SINCE: &str =
     "SELECT count(*) FROM gatehouse_user_state WHERE user_id = $1 AND tokens_valid_after >= $2";
-/// `$3`, when set: only while the stored hash is still this one (the old password the
-/// caller re-entered), so a reset that landed meanwhile is not overwritten.
+/// `$3`, when set: only while the stored hash is still this one (the hash the old
+/// password was verified against), so a reset or change that landed meanwhile is not
+/// overwritten, neither by a change proved with the old password nor by a login's
+/// upgrade of the old hash.
 pub const SET_PASSWORD: &str =
     "UPDATE auth_user SET password = $2 WHERE id = $1 AND ($3 IS NULL OR password = $3)";
-/// Only if the hash is still the one that was verified: a password change that landed
-/// meanwhile must not be overwritten by the upgrade of the old password.
-pub const UPGRADE_PASSWORD: &str =
-    "UPDATE auth_user SET password = $2 WHERE id = $1 AND password = $3";
 pub const SET_TOKEN_CUTOFF: &str =
     "INSERT INTO gatehouse_user_state (user_id, tokens_valid_after) VALUES ($1, $2) \
     ON CONFLICT (user_id) DO UPDATE SET tokens_valid_after = excluded.tokens_valid_after";
