@@ -52,14 +52,11 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
         config.access_token_lifetime,
         config.refresh_token_lifetime,
     );
-    let hasher = PasswordHasher::with_priority(config.hash_concurrency, config.hash_priority)
-        .with_wait(config.limits.hash_wait);
-    // Before the first request: an unknown user's login costs what most users' does.
-    fit_unknown_user_cost(store.as_ref(), &hasher).await;
     Ok(AppState::from(Services {
         store,
         tokens: Arc::new(tokens),
-        hasher,
+        hasher: PasswordHasher::with_priority(config.hash_concurrency, config.hash_priority)
+            .with_wait(config.limits.hash_wait),
         policy: Arc::new(PasswordPolicy::new(config.password_min_length)),
         config: Arc::new(config),
         outbox: OutboxSignal::default(),
@@ -101,6 +98,9 @@ impl Application {
             )
         })?;
         let state = prepare(config).await?;
+        // Before the first request (and not in `prepare`, which the commands share): an
+        // unknown user's login costs what most users' does.
+        fit_unknown_user_cost(state.store.as_ref(), &state.hasher).await;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
@@ -194,7 +194,7 @@ async fn fit_unknown_user_cost(store: &dyn Store, hasher: &PasswordHasher) {
 /// Follows the stored hashes as users' Django hashes are replaced by gatehouse's.
 async fn fit_unknown_user_cost_periodically(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
-    every.tick().await; // the first tick is now: `prepare` has just fitted it
+    every.tick().await; // the first tick is now: `build` has just fitted it
     loop {
         every.tick().await;
         fit_unknown_user_cost(state.store.as_ref(), &state.hasher).await;
