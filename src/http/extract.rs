@@ -234,6 +234,27 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// A query string read as Django's `QueryDict`: `get` gives the last value of a
+/// repeated parameter (where axum's `Query` would refuse it with a plain-text 400), and a
+/// query that does not parse reads as an empty one.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw_query: Option<&str>) -> Self {
+        Self(serde_urlencoded::from_str(raw_query.unwrap_or("")).unwrap_or_default())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let mut named = self.0.iter().rev().filter(|(key, _)| key == name);
+        named.next().map(|(_, value)| value.as_str())
+    }
+
+    /// Every parameter, repeated ones included, in the order sent.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
 /// DRF's `JWTAuthentication.get_raw_token`: no header, or another scheme, means "not
 /// signed in"; `Bearer` with anything but exactly one token is a malformed header.
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {

@@ -6,7 +6,7 @@
 //! the same endpoint and needs no script.
 
 use super::error::ApiError;
-use super::extract::Fields;
+use super::extract::{Fields, QueryParams};
 use super::openapi;
 use crate::auth::lockout;
 use crate::auth::reset::{decode_uid, password_fingerprint, TokenDigest};
@@ -178,9 +178,8 @@ pub async fn confirm_reset(
     }
 }
 
-/// The link's `uid` and `token`, read as Django's `QueryDict.get()` reads them: a
-/// repeated parameter counts by its last value (axum's `Query` would refuse it with a
-/// plain-text 400).
+/// The link's `uid` and `token`, read as Django's `QueryDict.get()` reads them
+/// (`QueryParams`): a repeated parameter counts by its last value.
 pub struct LinkQuery {
     uid: Option<String>,
     token: Option<String>,
@@ -188,18 +187,10 @@ pub struct LinkQuery {
 
 impl LinkQuery {
     fn parse(raw_query: Option<&str>) -> Self {
-        let params: Vec<(String, String)> =
-            serde_urlencoded::from_str(raw_query.unwrap_or("")).unwrap_or_default();
-        let last = |name: &str| {
-            params
-                .iter()
-                .rev()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
+        let params = QueryParams::parse(raw_query);
         Self {
-            uid: last("uid"),
-            token: last("token"),
+            uid: params.get("uid").map(str::to_owned),
+            token: params.get("token").map(str::to_owned),
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::account::{matching_password_hash, validated_new_user};
 use super::error::ApiError;
-use super::extract::{AuthUser, Fields};
+use super::extract::{AuthUser, Fields, QueryParams};
 use super::openapi;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username};
 use crate::state::AppState;
@@ -114,16 +114,8 @@ pub async fn list(
     if !caller.user.is_staff {
         return Err(permission_denied());
     }
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw_query.as_deref().unwrap_or("")).unwrap_or_default();
-    // A QueryDict's `.get()`: the last value of a repeated parameter.
-    let param = |name: &str| {
-        params
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
+    let params = QueryParams::parse(raw_query.as_deref());
+    let param = |name: &str| params.get(name);
 
     let page_size = page_size(param("page_size"));
     let mut errors = FieldErrors::new();
@@ -188,7 +180,7 @@ pub async fn list(
     if page > last_page {
         return Err(invalid_page());
     }
-    let link = |target: i64| page_link(&state, &headers, &params, target);
+    let link = |target: i64| page_link(&state, &headers, params.pairs(), target);
     Ok(Json(json!({
         "count": count,
         "next": (page < last_page).then(|| link(page + 1)),
