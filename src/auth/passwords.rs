@@ -168,8 +168,10 @@ impl PasswordHasher {
     }
 
     /// Verifies unknown users from now on against a dummy at the cost most of `stored`
-    /// (a sample of the stored hashes) have; unchanged if none of them can be read. Returns
-    /// whether the dummy's cost changed.
+    /// (a sample of the stored hashes) have; unchanged if none of them can be read. Hashes
+    /// that cannot be read (unusable passwords, strings no crate computes) are not counted:
+    /// logins to them are verified against the dummy too. Returns whether the dummy's cost
+    /// changed.
     pub fn fit_unknown_user_cost(&self, stored: &[String]) -> bool {
         let mut counts: Vec<(String, usize)> = Vec::new();
         for dummy in stored
@@ -421,6 +423,21 @@ mod tests {
             "{}",
             dummy()
         );
+    }
+
+    #[test]
+    fn stored_hashes_no_crate_computes_do_not_set_the_unknown_users_cost() {
+        // Counted, these would make the dummy a hash of a version the crate does not know
+        // either: unknown names would fail at once, as logins to these rows did.
+        let hasher = PasswordHasher::new(1);
+        let ours = "argon2$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let unknown_version = ours.replace("$v=19$", "$v=18$");
+        let mut sample = vec![ours.to_owned(); 2];
+        sample.extend(vec![unknown_version; 3]);
+        let before = hasher.dummy_hash.read().unwrap().to_string();
+
+        assert!(!hasher.fit_unknown_user_cost(&sample));
+        assert_eq!(hasher.dummy_hash.read().unwrap().to_string(), before);
     }
 
     #[tokio::test]
