@@ -593,3 +593,42 @@ async fn a_bcrypt_hash_of_unbounded_cost_is_a_failed_login_not_hours_of_work() {
 
     assert_login_failed(&app.login("janice", STRONG_PASSWORD).await);
 }
+
+#[tokio::test]
+async fn a_stored_hash_its_crate_refuses_to_compute_is_the_one_401_never_an_error() {
+    // Django's layouts with costs in bounds that the hashing crates refuse (a short salt,
+    // an unknown version, a bcrypt string of the wrong length or version, an scrypt n too
+    // large for its r): such a row is verified as an unknown name is and fails as one.
+    // An scrypt n·r past 2⁶⁴ once overflowed while the hash was read: a 500.
+    let app = spawn_app_with(&[
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "100"),
+        ("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", "100"),
+    ])
+    .await;
+    app.register_ok("janice").await;
+    let digest = "A".repeat(43);
+    let bcrypt = "8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.";
+    let scrypt_digest = "A".repeat(86) + "==";
+    let stored = [
+        format!("scrypt$9223372036854775808$salt$4$1${scrypt_digest}"),
+        format!("scrypt$131072$salt$1$1${scrypt_digest}"),
+        format!("argon2$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${digest}"),
+        format!("argon2$argon2id$v=18$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA${digest}"),
+        "argon2$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA".to_owned(),
+        format!("bcrypt_sha256$$2b$12${}", &bcrypt[..52]),
+        format!("bcrypt$$2c$12${bcrypt}"),
+    ];
+    let mut failures = Vec::new();
+    for hash in &stored {
+        app.execute_sql(&format!(
+            "UPDATE auth_user SET password = '{hash}' WHERE username = 'janice'"
+        ))
+        .await;
+        let reply = app.login("janice", STRONG_PASSWORD).await;
+        if reply.status != StatusCode::UNAUTHORIZED || reply.body != login_failed() {
+            failures.push(format!("{hash}: {} {}", reply.status, reply.body));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(app.get("/api/health/").await.status, StatusCode::OK);
+}
