@@ -28,9 +28,14 @@ const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// scrypt memory is 128·n·r bytes; 256 MiB is 16× Django's default (n=2¹⁴, r=8).
 const MAX_SCRYPT_N_TIMES_R: u64 = 1 << 21;
 const MAX_SCRYPT_P: u32 = 16;
-/// The shortest output the `scrypt` crate computes; a shorter stored digest is compared
-/// against this many bytes (and never matches), so it still costs a full run.
-const MIN_SCRYPT_OUTPUT_BYTES: usize = 10;
+/// The digest lengths Django writes: PBKDF2's is its hash's output (`dklen=None`), and
+/// scrypt's is `dklen=64`. Django verifies by encoding the password again and comparing
+/// whole strings, so a stored digest of another length never matches there. Here it is
+/// not read: PBKDF2 and scrypt compute any length, and a shorter output is a prefix of
+/// the longer one, so a truncated digest would match passwords that are not the one.
+const PBKDF2_SHA256_DIGEST_BYTES: usize = 32;
+const PBKDF2_SHA1_DIGEST_BYTES: usize = 20;
+const SCRYPT_DIGEST_BYTES: usize = 64;
 
 /// Argon2 memory in KiB: 256 MiB, 2.5× Django's default (m=102400), as for scrypt.
 const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
@@ -138,6 +143,14 @@ impl<'a> DjangoHash<'a> {
                     .filter(|n| (1..=MAX_PBKDF2_ITERATIONS).contains(n))?;
                 let salt = parts.next()?;
                 let hash = STANDARD.decode(parts.next()?).ok()?;
+                let digest_bytes = if algorithm == "pbkdf2_sha256" {
+                    PBKDF2_SHA256_DIGEST_BYTES
+                } else {
+                    PBKDF2_SHA1_DIGEST_BYTES
+                };
+                if hash.len() != digest_bytes {
+                    return None;
+                }
                 Some(if algorithm == "pbkdf2_sha256" {
                     DjangoHash::Pbkdf2Sha256 {
                         iterations,
@@ -170,6 +183,9 @@ impl<'a> DjangoHash<'a> {
                 let r: u32 = parts.next()?.parse().ok()?;
                 let p: u32 = parts.next()?.parse().ok()?;
                 let hash = STANDARD.decode(parts.next()?).ok()?;
+                if hash.len() != SCRYPT_DIGEST_BYTES {
+                    return None;
+                }
                 // n is any number a row holds: n·r must not overflow (a panic in a debug
                 // build, a wrap to 0 in a release one).
                 let bounded = n.is_power_of_two()
@@ -181,11 +197,9 @@ impl<'a> DjangoHash<'a> {
                 if !bounded {
                     return None;
                 }
-                // The crate's own checks, as `verify` meets them: n under 2^(16r), a
-                // digest of at most 64 bytes.
-                let output_len = hash.len().max(MIN_SCRYPT_OUTPUT_BYTES);
+                // The crate's own check, as `verify` meets it: n under 2^(16r).
                 let params =
-                    scrypt::Params::new(n.trailing_zeros() as u8, r, p, output_len).ok()?;
+                    scrypt::Params::new(n.trailing_zeros() as u8, r, p, hash.len()).ok()?;
                 Some(DjangoHash::Scrypt { params, salt, hash })
             }
             _ => None,
@@ -244,7 +258,7 @@ impl<'a> DjangoHash<'a> {
                 salt,
                 hash,
             } => {
-                let mut out = vec![0u8; hash.len().max(1)];
+                let mut out = vec![0u8; hash.len()];
                 pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
                     password,
                     salt.as_bytes(),
@@ -258,7 +272,7 @@ impl<'a> DjangoHash<'a> {
                 salt,
                 hash,
             } => {
-                let mut out = vec![0u8; hash.len().max(1)];
+                let mut out = vec![0u8; hash.len()];
                 pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt.as_bytes(), *iterations, &mut out);
                 bool::from(out.ct_eq(hash))
             }
@@ -275,7 +289,7 @@ impl<'a> DjangoHash<'a> {
                 bcrypt::verify(input, bcrypt).unwrap_or(false)
             }
             DjangoHash::Scrypt { params, salt, hash } => {
-                let mut out = vec![0u8; hash.len().max(MIN_SCRYPT_OUTPUT_BYTES)];
+                let mut out = vec![0u8; hash.len()];
                 scrypt::scrypt(password, salt.as_bytes(), params, &mut out).is_ok()
                     && bool::from(out.ct_eq(hash))
             }
@@ -497,10 +511,10 @@ mod tests {
             ));
         }
 
-        // scrypt: the least n and r, and the shortest and longest digests the crate makes.
-        for (log_n, r, p, output_len) in [(1, 1, 1, 10), (4, 2, 3, 32), (10, 8, 1, 64)] {
-            let params = scrypt::Params::new(log_n, r, p, output_len).unwrap();
-            let mut digest = vec![0; output_len];
+        // scrypt: the least n and r, and others, with Django's 64-byte digest.
+        for (log_n, r, p) in [(1, 1, 1), (4, 2, 3), (10, 8, 1)] {
+            let params = scrypt::Params::new(log_n, r, p, SCRYPT_DIGEST_BYTES).unwrap();
+            let mut digest = vec![0; SCRYPT_DIGEST_BYTES];
             scrypt::scrypt(PASSWORD, b"salt", &params, &mut digest).unwrap();
             let n = 1u32 << log_n;
             made.push(format!(
@@ -524,5 +538,42 @@ mod tests {
         let least = bcrypt::hash_with_salt(PASSWORD, MIN_BCRYPT_COST, [7; 16]).unwrap();
         let costliest = format!("bcrypt${least}").replace("$04$", &format!("${MAX_BCRYPT_COST}$"));
         assert!(DjangoHash::parse(&costliest).is_some(), "{costliest}");
+    }
+
+    #[test]
+    fn digests_of_a_length_django_never_writes_are_not_read() {
+        // PBKDF2 and scrypt compute any length, and a shorter output is the longer one's
+        // start: read, a truncated digest would let in every password whose digest
+        // begins the same way (one in 256 for a byte). Django compares whole encodings,
+        // so for it such a row matches no password; here it is not read.
+        let mut sha256 = [0; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"wrong", b"salt", 1, &mut sha256);
+        let mut sha1 = [0; 20];
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(b"wrong", b"salt", 1, &mut sha1);
+        let params = scrypt::Params::new(4, 1, 1, 64).unwrap();
+        let mut scrypt = [0; 64];
+        scrypt::scrypt(b"wrong", b"salt", &params, &mut scrypt).unwrap();
+        let too_short_or_long = [
+            format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(&sha256[..1])),
+            format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(&sha256[..31])),
+            format!("pbkdf2_sha256$1$salt${}", STANDARD.encode([0u8; 33])),
+            format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(sha1)),
+            format!("pbkdf2_sha1$1$salt${}", STANDARD.encode(&sha1[..4])),
+            format!("pbkdf2_sha1$1$salt${}", STANDARD.encode(sha256)),
+            format!("scrypt$16$salt$1$1${}", STANDARD.encode(&scrypt[..10])),
+            format!("scrypt$16$salt$1$1${}", STANDARD.encode(&scrypt[..63])),
+        ];
+        for encoded in &too_short_or_long {
+            assert!(DjangoHash::parse(encoded).is_none(), "{encoded}");
+        }
+        // The full-length digests of the same computations are read, and match "wrong".
+        for encoded in [
+            format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(sha256)),
+            format!("pbkdf2_sha1$1$salt${}", STANDARD.encode(sha1)),
+            format!("scrypt$16$salt$1$1${}", STANDARD.encode(scrypt)),
+        ] {
+            let hash = DjangoHash::parse(&encoded).expect(&encoded);
+            assert!(hash.verify(b"wrong"), "{encoded}");
+        }
     }
 }

@@ -523,7 +523,7 @@ async fn race_the_owners_password_change(
     path: &str,
     body: Value,
 ) -> (TestApp, TestApp, Reply) {
-    let first = spawn_app_with_one_hash_slot().await;
+    let first = spawn_app_with_one_hash_slot(&[]).await;
     first.register_ok("ross").await;
     let (stolen, _) = first.login_ok("ross").await;
     let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;

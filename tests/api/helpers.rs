@@ -114,6 +114,31 @@ pub fn slow_route() -> axum::Router<AppState> {
     )
 }
 
+/// Hashes of `STRONG_PASSWORD` in the encodings Django writes (made with Python's
+/// hashlib, bcrypt and argon2-cffi exactly as Django's hashers call them).
+pub const DJANGO_HASHES: &[(&str, &str)] = &[
+    (
+        "pbkdf2_sha256",
+        "pbkdf2_sha256$260000$gatehouseSalt256$/I8uealmfV1znTwyFo0bEO71aCBXxxzmnhWZRiXitZc=",
+    ),
+    (
+        "pbkdf2_sha1",
+        "pbkdf2_sha1$260000$gatehouseSalt001$+7I0v3Cs53wTPMfADCVJatoUedQ=",
+    ),
+    (
+        "argon2",
+        "argon2$argon2id$v=19$m=102400,t=2,p=8$5gzGuamZZfe8YcKaYhWhDw$o7nx6LaYcx9AVQ9wPss0WDaA7gsjWk1xGxilTjUXNwE",
+    ),
+    (
+        "bcrypt_sha256",
+        "bcrypt_sha256$$2b$12$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
+    ),
+    (
+        "scrypt",
+        "scrypt$16384$gatehouseScrypt1$8$1$yRhPwA0hK66drScBM23ardMeY9t4jrY+Iy4SaenMX16iPP7xTICY1LXPpvxEjBOXbqpmbv2v3AjcYic5AVeumg==",
+    ),
+];
+
 /// The extra route of `spawn_app_with_one_hash_slot`: `GET /test/hold-hash/{n}` keeps a
 /// hash slot busy, verifying a password against a PBKDF2 hash of `n` iterations.
 fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
@@ -133,13 +158,14 @@ fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
 }
 
 /// An app with one hash slot, which `hold_hash_slot` can keep busy, and waits long
-/// enough for a request queued behind it.
-pub async fn spawn_app_with_one_hash_slot() -> TestApp {
-    let overrides = [
+/// enough for a request queued behind it; `more` on top of that configuration.
+pub async fn spawn_app_with_one_hash_slot(more: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![
         ("GATEHOUSE_HASH_CONCURRENCY", "1"),
         ("GATEHOUSE_HASH_WAIT", "120s"),
         ("GATEHOUSE_REQUEST_TIMEOUT", "120s"),
     ];
+    overrides.extend_from_slice(more);
     spawn_app_full(&overrides, hold_hash_slot_route()).await
 }
 

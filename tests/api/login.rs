@@ -443,31 +443,6 @@ async fn the_path_without_its_trailing_slash_signs_in_too() {
     assert_eq!(keys(&reply.body), ["access", "refresh"]);
 }
 
-/// Hashes of `STRONG_PASSWORD` in the encodings Django writes (made with Python's
-/// hashlib, bcrypt and argon2-cffi exactly as Django's hashers call them).
-const DJANGO_HASHES: &[(&str, &str)] = &[
-    (
-        "pbkdf2_sha256",
-        "pbkdf2_sha256$260000$gatehouseSalt256$/I8uealmfV1znTwyFo0bEO71aCBXxxzmnhWZRiXitZc=",
-    ),
-    (
-        "pbkdf2_sha1",
-        "pbkdf2_sha1$260000$gatehouseSalt001$+7I0v3Cs53wTPMfADCVJatoUedQ=",
-    ),
-    (
-        "argon2",
-        "argon2$argon2id$v=19$m=102400,t=2,p=8$5gzGuamZZfe8YcKaYhWhDw$o7nx6LaYcx9AVQ9wPss0WDaA7gsjWk1xGxilTjUXNwE",
-    ),
-    (
-        "bcrypt_sha256",
-        "bcrypt_sha256$$2b$12$8vWNi1Me1qTROmlO7NiWje0BvKkw6ZDum13.jvpsgWlARS04A8l6.",
-    ),
-    (
-        "scrypt",
-        "scrypt$16384$gatehouseScrypt1$8$1$yRhPwA0hK66drScBM23ardMeY9t4jrY+Iy4SaenMX16iPP7xTICY1LXPpvxEjBOXbqpmbv2v3AjcYic5AVeumg==",
-    ),
-];
-
 #[tokio::test]
 async fn every_password_hash_django_writes_signs_in_and_keeps_signing_in_after_the_rehash() {
     // API.md §9: users of an existing Django database keep their passwords; after the
@@ -505,7 +480,7 @@ async fn a_password_changed_while_a_login_checks_the_old_one_starts_no_session()
     // waits for the slot; meanwhile the owner changes the password on the second. The
     // login's verification of the old hash then succeeds, but it must not open a session
     // the change was meant to close.
-    let first = spawn_app_with_one_hash_slot().await;
+    let first = spawn_app_with_one_hash_slot(&[]).await;
     first.register_ok("monica").await;
     let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
     let (owner_access, _) = second.login_ok("monica").await;
@@ -548,7 +523,7 @@ async fn two_logins_at_once_with_a_djangos_hash_both_sign_in() {
     // Both verify the old hash; the first to finish replaces it with Argon2id, so the
     // second's own replacement finds it changed. That is not a password change: the
     // password still matches what is stored, and the second login must not fail.
-    let app = spawn_app_with_one_hash_slot().await;
+    let app = spawn_app_with_one_hash_slot(&[]).await;
     app.register_ok("phoebe").await;
     let (_, django_hash) = DJANGO_HASHES[0];
     app.execute_sql(&format!(
@@ -631,4 +606,40 @@ async fn a_stored_hash_its_crate_refuses_to_compute_is_the_one_401_never_an_erro
     }
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(app.get("/api/health/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_django_digest_cut_short_matches_no_password_as_on_django() {
+    // PBKDF2 and scrypt compute digests of any length, each the start of a longer one, so
+    // a stored digest cut short is the start of the right password's: were it read, it
+    // would take the right password, and a one-byte one one wrong password in 256 too.
+    // Django compares whole encodings, so such a row matches nothing; here too.
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let app = spawn_app_with(&[
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "100"),
+        ("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", "100"),
+    ])
+    .await;
+    app.register_ok("janice").await;
+    let mut failures = Vec::new();
+    for (algorithm, hash) in DJANGO_HASHES {
+        if !matches!(*algorithm, "pbkdf2_sha256" | "pbkdf2_sha1" | "scrypt") {
+            continue;
+        }
+        let (layout, digest) = hash.rsplit_once('$').unwrap();
+        let digest = STANDARD.decode(digest).unwrap();
+        for kept in [digest.len() / 2, digest.len() - 1] {
+            let short = format!("{layout}${}", STANDARD.encode(&digest[..kept]));
+            app.execute_sql(&format!(
+                "UPDATE auth_user SET password = '{short}' WHERE username = 'janice'"
+            ))
+            .await;
+            let reply = app.login("janice", STRONG_PASSWORD).await;
+            if reply.status != StatusCode::UNAUTHORIZED || reply.body != login_failed() {
+                failures.push(format!("{short}: {} {}", reply.status, reply.body));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
