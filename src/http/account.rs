@@ -2,7 +2,7 @@
 //! password, delete the account (API.md §4, §6). The rules for changing a user live in
 //! `users.rs`, shared with staff administration.
 
-use super::auth::{verify_guarded, LoginGuard};
+use super::auth::{verify_guarded, LoginGuard, ProvenPassword};
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields};
 use super::openapi;
@@ -240,16 +240,17 @@ pub async fn me_put(
     Ok(Json(user))
 }
 
-/// The stored hash `given` matches, if it is the signed-in user's password (one Argon2
-/// verification), under the login's brute-force guard: a wrong guess counts as a failed
-/// login to the account from this client, and a client held back gets 429 before
-/// anything is checked. What the password unlocks is then written only while that hash
-/// is still the user's, so a reset landing meanwhile wins.
-pub(crate) async fn matching_password_hash(
+/// `given`, proved to be the signed-in user's password (one Argon2 verification) under
+/// the login's brute-force guard: a wrong guess counts as a failed login to the account
+/// from this client, and a client held back gets 429 before anything is checked.
+/// `None` for a wrong password. What the password unlocks is then written through the
+/// proof (`ProvenPassword::write_while_stored`), so a reset landing meanwhile wins, and
+/// the proof finished (`ProvenPassword::finish`) by what came of it.
+pub(crate) async fn prove_password(
     state: &AppState,
     auth: &AuthUser,
     given: String,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<ProvenPassword>, ApiError> {
     let stored = state
         .store
         .credentials_by_id(auth.user.id)
@@ -257,14 +258,13 @@ pub(crate) async fn matching_password_hash(
         .map(|c| c.password_hash);
     let account = lockout::user_key(auth.user.id);
     let guard = LoginGuard::new(state, account, auth.client.as_ref());
-    let verdict = verify_guarded(state, guard.as_ref(), given, stored.clone()).await?;
-    if verdict == Verified::No {
-        return Ok(None);
-    }
-    if let Some(guard) = &guard {
-        guard.succeeded(state).await?;
-    }
-    Ok(stored)
+    let verdict = verify_guarded(state, guard.as_ref(), given.clone(), stored.clone()).await?;
+    Ok(match (verdict, stored) {
+        (Verified::Yes { .. }, Some(stored)) => {
+            Some(ProvenPassword::new(auth.user.id, given, stored, guard))
+        }
+        _ => None,
+    })
 }
 
 /// `POST /api/change_password/` `{"old_password", "new_password"}`: every other session
@@ -303,25 +303,42 @@ pub async fn change_password(
         };
         errors.check("new_password", state.policy.validate(new, attributes));
     }
-    let mut old_hash = None;
+    let mut proven = None;
     if let Some(old) = old {
-        old_hash = matching_password_hash(&state, &auth, old).await?;
-        if old_hash.is_none() {
+        proven = prove_password(&state, &auth, old).await?;
+        if proven.is_none() {
             errors.add("old_password", messages::INVALID_PASSWORD);
         }
     }
-    errors.clone().into_result()?;
-    let Some(new) = new else {
-        return Err(errors.into());
+    let (mut proven, new) = match (proven, new) {
+        (Some(proven), Some(new)) if errors.is_empty() => (proven, new),
+        (proven, _) => {
+            if let Some(proven) = proven {
+                // The old password was right, the new one refused: no guess to count.
+                proven.finish(&state, Ok(Some(()))).await?;
+            }
+            return Err(errors.into());
+        }
     };
 
-    let hash = state.hasher.hash(SecretString::from(new)).await?;
-    let now = chrono::Utc::now();
-    let (replacing, keep) = (old_hash.as_deref(), auth.claims.sid.as_deref());
-    if !(state.store)
-        .set_password(auth.user.id, &hash, replacing, keep, now)
-        .await?
-    {
+    let changed = async {
+        let hash = state.hasher.hash(SecretString::from(new)).await?;
+        let keep = auth.claims.sid.as_deref();
+        proven
+            .write_while_stored(&state, |replacing| {
+                let (state, hash) = (&state, &hash);
+                async move {
+                    let now = chrono::Utc::now();
+                    let set = (state.store)
+                        .set_password(auth.user.id, hash, Some(&replacing), keep, now)
+                        .await?;
+                    Ok(set.then_some(()))
+                }
+            })
+            .await
+    }
+    .await;
+    if proven.finish(&state, changed).await?.is_none() {
         // A reset or another change landed while the new password was hashed: the old
         // password is not the password any more.
         return Err(ApiError::field("old_password", messages::INVALID_PASSWORD));

@@ -9,7 +9,7 @@ use crate::auth::lockout;
 use crate::auth::passwords::Verified;
 use crate::auth::{random_hex_id, Claims, TokenPair, TokenType};
 use crate::domain::username::MAX_USERNAME_CHARS;
-use crate::domain::{messages, FieldErrors};
+use crate::domain::{messages, FieldErrors, UserId};
 use crate::state::AppState;
 use crate::store::{Exchange, Rotation, SpentToken};
 use axum::extract::State;
@@ -83,50 +83,48 @@ pub async fn login(
         }
         _ => return Err(ApiError::login_failed()),
     };
-    // The password was right: settled with the guard before anything else can fail (a
-    // busy hash pool for the upgrade below must not leave the attempt counted).
-    if let Some(guard) = &guard {
-        guard.succeeded(&state).await?;
-    }
-    let (id, mut verified_hash) = (credentials.user.id, credentials.password_hash);
-    if outdated {
-        let hash = state
-            .hasher
-            .hash(SecretString::from(password.clone()))
-            .await?;
-        if state
-            .store
-            .upgrade_password_hash(id, &verified_hash, &hash)
-            .await?
-        {
-            verified_hash = hash;
-        } else {
-            // The hash changed meanwhile: most often a second login of the same user
-            // upgraded it first (a double-clicked button), or Django re-hashed it. The
-            // password must match what is stored now; a real change makes it fail.
-            let current = state.store.credentials_by_id(id).await?;
-            let current = current.map(|c| c.password_hash);
-            match state
-                .hasher
-                .verify(SecretString::from(password), current.clone())
-                .await?
-            {
-                Verified::Yes { .. } => verified_hash = current.unwrap_or_default(),
-                Verified::No => return Err(ApiError::login_failed()),
-            }
-        }
-    }
-    // The session starts only if the password verified above is still the user's, and
-    // the user still active: a reset or deactivation that landed while the hash was
-    // computed wins, and the old password opens nothing.
+    let id = credentials.user.id;
+    let mut proven = ProvenPassword::new(id, password, credentials.password_hash, guard);
     let sid = random_hex_id();
     let (pair, refresh_jti) = state.tokens.issue_pair(id, &sid);
-    let now = chrono::Utc::now();
-    if !state
-        .store
-        .start_session(id, &sid, &refresh_jti, &verified_hash, now)
-        .await?
-    {
+    let signed_in = async {
+        if outdated {
+            let hash = state
+                .hasher
+                .hash(SecretString::from(proven.password.clone()))
+                .await?;
+            if state
+                .store
+                .upgrade_password_hash(id, &proven.hash, &hash)
+                .await?
+            {
+                proven.hash = hash;
+            } else if !proven.matches_again(&state).await? {
+                // The hash changed meanwhile, and not by another login's upgrade (a
+                // double-clicked button) or Django's re-hash, after which the password
+                // would still match: by a real change.
+                return Ok(None);
+            }
+        }
+        // The session starts only if the password verified above is still the user's,
+        // and the user still active: a reset or deactivation that landed while the hash
+        // was computed wins, and the old password opens nothing.
+        proven
+            .write_while_stored(&state, |verified| {
+                let (state, sid, refresh_jti) = (&state, &sid, &refresh_jti);
+                async move {
+                    let now = chrono::Utc::now();
+                    let started = state
+                        .store
+                        .start_session(id, sid, refresh_jti, &verified, now)
+                        .await?;
+                    Ok(started.then_some(()))
+                }
+            })
+            .await
+    }
+    .await;
+    if proven.finish(&state, signed_in).await?.is_none() {
         return Err(ApiError::login_failed());
     }
     crate::http::access_log::record_user_id(id);
@@ -164,6 +162,106 @@ impl LoginGuard {
         Ok(store
             .login_succeeded(&self.account, &self.client, self.now)
             .await?)
+    }
+}
+
+/// A password that matched its user's stored hash under the brute-force guard, and is
+/// about to open something: a session, a new password, a new email. What it opens is
+/// written only while the hash it matched is still stored, and the guard is settled
+/// only once that write lands. A write refused because the password stopped being the
+/// user's (a reset or change landed meanwhile) leaves the attempt counted as the failed
+/// guess it then is, and does not make the client known to the account.
+pub(crate) struct ProvenPassword {
+    user_id: UserId,
+    password: String,
+    /// The stored hash the password matched.
+    pub(crate) hash: String,
+    guard: Option<LoginGuard>,
+}
+
+impl ProvenPassword {
+    pub(crate) fn new(
+        user_id: UserId,
+        password: String,
+        hash: String,
+        guard: Option<LoginGuard>,
+    ) -> Self {
+        Self {
+            user_id,
+            password,
+            hash,
+            guard,
+        }
+    }
+
+    /// After a write conditional on `self.hash` was refused: whether the password matches
+    /// the hash stored now. It does when the stored hash was only computed again (another
+    /// login's upgrade of a Django hash, or Django's re-hash while both serve the
+    /// database), and then `self.hash` becomes that one; it does not after a real change.
+    pub(crate) async fn matches_again(&mut self, state: &AppState) -> Result<bool, ApiError> {
+        let current = state.store.credentials_by_id(self.user_id).await?;
+        let Some(current) = current
+            .map(|c| c.password_hash)
+            .filter(|current| *current != self.hash)
+        else {
+            // Gone, or the same hash: the write was refused for another reason.
+            return Ok(false);
+        };
+        let password = SecretString::from(self.password.clone());
+        match state.hasher.verify(password, Some(current.clone())).await? {
+            Verified::Yes { .. } => {
+                self.hash = current;
+                Ok(true)
+            }
+            Verified::No => Ok(false),
+        }
+    }
+
+    /// Runs `write` with the stored hash the password matched: the write must apply only
+    /// while that hash is stored, and answer `None` when it is not. Refused after a mere
+    /// re-hash (`matches_again`), it is tried once more with the new hash.
+    pub(crate) async fn write_while_stored<T, F, Fut>(
+        &mut self,
+        state: &AppState,
+        mut write: F,
+    ) -> Result<Option<T>, ApiError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ApiError>>,
+    {
+        if let Some(written) = write(self.hash.clone()).await? {
+            return Ok(Some(written));
+        }
+        if self.matches_again(state).await? {
+            return write(self.hash.clone()).await;
+        }
+        Ok(None)
+    }
+
+    /// Settles the guard by what the password led to. `Some`: it opened what it was
+    /// proved for (or the request failed for a reason that is no guess, such as a name
+    /// already taken): the client's count clears and the client is known to the account.
+    /// `None`: the password was not the user's any more, and the attempt stays counted.
+    /// An error (a busy hash pool, the database): the password was right but nothing was
+    /// written, so the attempt is taken back, neither counted nor a success.
+    pub(crate) async fn finish<T>(
+        self,
+        state: &AppState,
+        outcome: Result<Option<T>, ApiError>,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(guard) = &self.guard else {
+            return outcome;
+        };
+        match &outcome {
+            Ok(Some(_)) => guard.succeeded(state).await?,
+            Ok(None) => {}
+            Err(_) => {
+                (state.store)
+                    .undo_login_attempt(&guard.account, &guard.client)
+                    .await?
+            }
+        }
+        outcome
     }
 }
 

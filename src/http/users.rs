@@ -7,7 +7,8 @@
 //! `is_staff` or `is_superuser`; staff may change `is_active`. Read-only fields and flags
 //! sent back unchanged are ignored, as a DRF client's PUT sends them.
 
-use super::account::{matching_password_hash, validated_new_user};
+use super::account::{prove_password, validated_new_user};
+use super::auth::ProvenPassword;
 use super::error::ApiError;
 use super::extract::{AuthUser, Fields, QueryParams};
 use super::openapi;
@@ -551,27 +552,50 @@ pub(crate) async fn change_user(
             .email
             .as_ref()
             .is_some_and(|e| e.as_str() != target.email);
-    if changes_identity && caller.user.id == target.id {
-        update.password_unchanged = Some(verify_current_password(state, caller, fields).await?);
-    }
-
-    match state
-        .store
-        .update_user(target.id, &update, chrono::Utc::now())
-        .await?
-    {
-        Guarded::Done(user) => Ok(user),
-        Guarded::NotFound => Err(ApiError::not_found()),
-        Guarded::LastSuperuser if update.is_active == Some(false) => Err(ApiError::field(
+    let written = if changes_identity && caller.user.id == target.id {
+        let mut proven = prove_current_password(state, caller, fields).await?;
+        let written = proven
+            .write_while_stored(state, |verified| {
+                let update = UserUpdate {
+                    password_unchanged: Some(verified),
+                    ..update.clone()
+                };
+                async move {
+                    match state
+                        .store
+                        .update_user(target.id, &update, chrono::Utc::now())
+                        .await?
+                    {
+                        // A reset landed while the password was checked.
+                        Guarded::PasswordChanged => Ok(None),
+                        other => Ok(Some(other)),
+                    }
+                }
+            })
+            .await;
+        proven.finish(state, written).await?
+    } else {
+        Some(
+            state
+                .store
+                .update_user(target.id, &update, chrono::Utc::now())
+                .await?,
+        )
+    };
+    match written {
+        Some(Guarded::Done(user)) => Ok(user),
+        Some(Guarded::NotFound) => Err(ApiError::not_found()),
+        Some(Guarded::LastSuperuser) if update.is_active == Some(false) => Err(ApiError::field(
             "is_active",
             messages::LAST_SUPERUSER_DEACTIVATED,
         )),
-        Guarded::LastSuperuser => Err(ApiError::field(
+        Some(Guarded::LastSuperuser) => Err(ApiError::field(
             "is_superuser",
             messages::LAST_SUPERUSER_DEMOTED,
         )),
-        // A reset landed while the password was checked: it is not the password any more.
-        Guarded::PasswordChanged => Err(ApiError::field(
+        // The password re-entered is not the user's any more: a reset landed while it
+        // was checked.
+        None | Some(Guarded::PasswordChanged) => Err(ApiError::field(
             "current_password",
             messages::INVALID_PASSWORD,
         )),
@@ -606,17 +630,16 @@ fn boolean_field(fields: &Fields, name: &str) -> Result<Option<bool>, Vec<String
 }
 
 /// `current_password` must be present and the caller's: 400 on that field otherwise.
-/// Returns the stored hash it matched.
-async fn verify_current_password(
+async fn prove_current_password(
     state: &AppState,
     caller: &AuthUser,
     fields: &Fields,
-) -> Result<String, ApiError> {
+) -> Result<ProvenPassword, ApiError> {
     const FIELD: &str = "current_password";
     let given = fields
         .required_text(FIELD, false)
         .map_err(|messages| ApiError::field_messages(FIELD, messages))?;
-    matching_password_hash(state, caller, given)
+    prove_password(state, caller, given)
         .await?
         .ok_or_else(|| ApiError::field(FIELD, messages::INVALID_PASSWORD))
 }

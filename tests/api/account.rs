@@ -514,20 +514,39 @@ async fn changing_the_password_ends_every_other_session_but_not_this_one() {
     );
 }
 
-/// Two instances on one database. On the first, whose one hash slot is held, a request
-/// re-entering the old password (with a token of its own, as a thief's) reads the old
-/// hash and waits; meanwhile the owner changes the password on the second. Returns both
-/// instances and the first request's answer.
-async fn race_the_owners_password_change(
+/// What the owner does on the second instance while the first request waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Meanwhile {
+    /// Changes the password: the one the first request re-entered is not it any more.
+    ChangesPassword,
+    /// Signs in, which replaces the Django hash the first request read with gatehouse's
+    /// own: the password is the same.
+    SignsInUpgradingADjangoHash,
+}
+
+/// Two instances on one database. On `first`, whose one hash slot is held, a request
+/// re-entering the password (with a token of its own, as a thief's) reads the stored
+/// hash and waits; meanwhile the owner does what `meanwhile` says on the second.
+/// Returns both instances and the first request's answer.
+async fn race_the_owner(
+    first: TestApp,
     method: Method,
     path: &str,
     body: Value,
+    meanwhile: Meanwhile,
 ) -> (TestApp, TestApp, Reply) {
-    let first = spawn_app_with_one_hash_slot(&[]).await;
     first.register_ok("ross").await;
     let (stolen, _) = first.login_ok("ross").await;
     let second = spawn_app_on(&first.database_url, tempfile::tempdir().unwrap()).await;
     let (owner, _) = second.login_ok("ross").await;
+    if meanwhile == Meanwhile::SignsInUpgradingADjangoHash {
+        let (_, django_hash) = DJANGO_HASHES[0];
+        first
+            .execute_sql(&format!(
+                "UPDATE auth_user SET password = '{django_hash}' WHERE username = 'ross'"
+            ))
+            .await;
+    }
 
     let held = hold_hash_slot(&first, 3.0).await;
     let racing = {
@@ -539,17 +558,39 @@ async fn race_the_owners_password_change(
         tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let changed = change_password(&second, &owner, STRONG_PASSWORD, "owner-Chosen-passw0rd").await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    match meanwhile {
+        Meanwhile::ChangesPassword => {
+            let changed =
+                change_password(&second, &owner, STRONG_PASSWORD, "owner-Chosen-passw0rd").await;
+            assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+        }
+        Meanwhile::SignsInUpgradingADjangoHash => {
+            let signed_in = second.login("ross", STRONG_PASSWORD).await;
+            assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.body);
+            let upgraded = "SELECT count(*) FROM auth_user \
+                            WHERE username = 'ross' AND password LIKE 'argon2$%'";
+            assert_eq!(second.query_count(upgraded).await, 1, "not upgraded");
+        }
+    }
     assert!(
         !held.iter().all(|hold| hold.is_finished()),
-        "the hash slot was free before the owner's change: the race was not set up"
+        "the hash slot was free before the owner was done: the race was not set up"
     );
     let raced = racing.await.unwrap();
     for hold in held {
         assert_eq!(hold.await.unwrap().unwrap().status(), StatusCode::OK);
     }
     (first, second, raced)
+}
+
+/// `race_the_owner` where the owner changes the password meanwhile.
+async fn race_the_owners_password_change(
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (TestApp, TestApp, Reply) {
+    let first = spawn_app_with_one_hash_slot(&[]).await;
+    race_the_owner(first, method, path, body, Meanwhile::ChangesPassword).await
 }
 
 #[tokio::test]
@@ -586,6 +627,120 @@ async fn an_email_change_proved_by_a_password_changed_meanwhile_is_refused() {
         (reply.str("access"), reply.str("refresh"))
     };
     assert_eq!(second.me(&access).await.body["email"], "ross@example.com");
+}
+
+#[tokio::test]
+async fn a_password_change_proved_against_a_hash_upgraded_meanwhile_still_lands() {
+    // The owner's sign-in elsewhere replaced the Django hash the change was proved
+    // against by gatehouse's own hash of the same password: not a change, so the
+    // password still opens the change.
+    let body = json!({"old_password": STRONG_PASSWORD, "new_password": "a-Brand-new-passw0rd"});
+    let first = spawn_app_with_one_hash_slot(&[]).await;
+    let (first, _, raced) = race_the_owner(
+        first,
+        Method::POST,
+        "/api/change_password/",
+        body,
+        Meanwhile::SignsInUpgradingADjangoHash,
+    )
+    .await;
+
+    assert_eq!(raced.status, StatusCode::OK, "{}", raced.body);
+    assert_eq!(
+        first.login("ross", "a-Brand-new-passw0rd").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        first.login("ross", STRONG_PASSWORD).await.body,
+        login_failed()
+    );
+}
+
+#[tokio::test]
+async fn an_email_change_proved_against_a_hash_upgraded_meanwhile_still_lands() {
+    let body = json!({"email": "ross@new.example.com", "current_password": STRONG_PASSWORD});
+    let first = spawn_app_with_one_hash_slot(&[]).await;
+    let (_, second, raced) = race_the_owner(
+        first,
+        Method::PATCH,
+        "/api/users/me/",
+        body,
+        Meanwhile::SignsInUpgradingADjangoHash,
+    )
+    .await;
+
+    assert_eq!(raced.status, StatusCode::OK, "{}", raced.body);
+    assert_eq!(raced.body["email"], "ross@new.example.com");
+    let (access, _) = second.login_ok("ross").await;
+    assert_eq!(
+        second.me(&access).await.body["email"],
+        "ross@new.example.com"
+    );
+}
+
+/// A client whose requests all carry `X-Forwarded-For: address`: with the app trusting
+/// loopback as its proxy, the client the guard sees.
+fn client_at(address: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", address.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_whose_password_a_change_overtook_is_not_made_known_to_the_account() {
+    // The thief's email change was proved with the old password while the owner changed
+    // it, which forgets every client known to the account. The refused change must not
+    // make the thief's address known again, or the account-wide count of failures
+    // would not hold it back while it guesses the new password.
+    let mut first = spawn_app_with_one_hash_slot(&[
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+        ("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", "1"),
+    ])
+    .await;
+    first.client = client_at("203.0.113.9");
+    let body = json!({"email": "thief@example.com", "current_password": STRONG_PASSWORD});
+    let (first, second, raced) = race_the_owner(
+        first,
+        Method::PATCH,
+        "/api/users/me/",
+        body,
+        Meanwhile::ChangesPassword,
+    )
+    .await;
+    assert_eq!(
+        raced.body,
+        json!({"current_password": ["Invalid password."]})
+    );
+    // The owner signs in again (and so is known), then a stranger fails once: clients
+    // new to the account are held back from now on (on `first`), known ones are not.
+    let owner_login = second.login("ross", "owner-Chosen-passw0rd").await;
+    assert_eq!(owner_login.status, StatusCode::OK, "{}", owner_login.body);
+    let stranger = client_at("192.0.2.7")
+        .post(first.url("/api/login/"))
+        .json(&json!({"username": "ross", "password": "a-Wrong-guess-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+
+    // The owner's address (loopback: no X-Forwarded-For) is known, and let through.
+    let owner_guess = reqwest::Client::new()
+        .post(first.url("/api/login/"))
+        .json(&json!({"username": "ross", "password": "a-Wrong-guess-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owner_guess.status(), StatusCode::UNAUTHORIZED);
+    let thief_guess = first.login("ross", "a-Wrong-guess-3").await;
+    assert_eq!(
+        thief_guess.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        thief_guess.body
+    );
 }
 
 #[tokio::test]
