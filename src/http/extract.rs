@@ -1,5 +1,5 @@
-//! Extractors: `Fields` (a request body as DRF parses it) and `AuthUser` (the signed-in
-//! user behind a Bearer access token).
+//! Extractors: `Fields` (a request body as DRF parses it; `UnreadBody` for one parsed
+//! later) and `AuthUser` (the signed-in user behind a Bearer access token).
 //!
 //! Bodies are not deserialised straight into typed structs: serde stops at the first
 //! problem and words it its own way, while DRF names every bad field in its own words
@@ -100,6 +100,27 @@ impl FromRequest<AppState> for Fields {
                 messages::unsupported_media_type(&content_type),
             )),
         }
+    }
+}
+
+/// A request body not read yet, for handlers that may refuse a request before its body
+/// matters. DRF parses `request.data` only when a view first touches it: a request its
+/// permissions refuse (403), or whose object does not exist (404), gets that answer
+/// whatever its body, not a 400 or 415 for it.
+pub struct UnreadBody(Request);
+
+impl FromRequest<AppState> for UnreadBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(request))
+    }
+}
+
+impl UnreadBody {
+    /// Reads and parses the body now, as `Fields` does.
+    pub async fn fields(self, state: &AppState) -> Result<Fields, ApiError> {
+        Fields::from_request(self.0, state).await
     }
 }
 

@@ -10,7 +10,7 @@
 use super::account::{prove_password, validated_new_user};
 use super::auth::ProvenPassword;
 use super::error::ApiError;
-use super::extract::{AuthUser, Fields, QueryParams};
+use super::extract::{AuthUser, Fields, QueryParams, UnreadBody};
 use super::openapi;
 use crate::domain::{messages, EmailAddress, FieldErrors, User, UserId, Username};
 use crate::state::AppState;
@@ -294,11 +294,12 @@ fn page_link(
 pub async fn create(
     State(state): State<AppState>,
     caller: AuthUser,
-    fields: Fields,
+    body: UnreadBody,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     if !caller.user.is_staff {
         return Err(permission_denied());
     }
+    let fields = body.fields(&state).await?;
     let mut errors = FieldErrors::new();
     let is_active = errors
         .check("is_active", boolean_field(&fields, "is_active"))
@@ -374,9 +375,9 @@ pub async fn patch(
     state: State<AppState>,
     caller: AuthUser,
     id: IdSegment,
-    fields: Fields,
+    body: UnreadBody,
 ) -> Result<Json<User>, ApiError> {
-    change_by_id(state, caller, id, fields, Change::Partial).await
+    change_by_id(state, caller, id, body, Change::Partial).await
 }
 
 /// `PUT /api/users/{id}/`: as PATCH, but `username` and `email` must be present.
@@ -402,19 +403,24 @@ pub async fn put(
     state: State<AppState>,
     caller: AuthUser,
     id: IdSegment,
-    fields: Fields,
+    body: UnreadBody,
 ) -> Result<Json<User>, ApiError> {
-    change_by_id(state, caller, id, fields, Change::Full).await
+    change_by_id(state, caller, id, body, Change::Full).await
 }
 
 async fn change_by_id(
     State(state): State<AppState>,
     caller: AuthUser,
     IdSegment(id): IdSegment,
-    fields: Fields,
+    body: UnreadBody,
     change: Change,
 ) -> Result<Json<User>, ApiError> {
+    // DRF's order: the object (404), its permission (403), then the body (400, 415).
     let target = visible_user(&state, &caller, &id).await?;
+    if !may_administer(&caller.user, &target) {
+        return Err(permission_denied());
+    }
+    let fields = body.fields(&state).await?;
     Ok(Json(
         change_user(&state, &caller, &target, &fields, change, Flags::Writable).await?,
     ))
@@ -479,7 +485,8 @@ pub(crate) enum Flags {
     ReadOnly,
 }
 
-/// Applies `fields` to `target` on behalf of `caller`, with every rule of API.md §6–§7.
+/// Applies `fields` to `target` on behalf of `caller`, with every rule of API.md §6–§7
+/// but who may change `target` at all (`may_administer`), which the caller has checked.
 pub(crate) async fn change_user(
     state: &AppState,
     caller: &AuthUser,
@@ -488,9 +495,6 @@ pub(crate) async fn change_user(
     change: Change,
     flags: Flags,
 ) -> Result<User, ApiError> {
-    if !may_administer(&caller.user, target) {
-        return Err(permission_denied());
-    }
     let mut errors = FieldErrors::new();
     let mut update = UserUpdate::default();
     if change == Change::Full || fields.contains("username") {

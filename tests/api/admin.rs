@@ -2597,3 +2597,118 @@ async fn two_superusers_deleting_each_other_at_once_leave_exactly_one() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What is answered first: DRF checks permissions and looks the user up before it reads
+// the body
+// ---------------------------------------------------------------------------------------
+
+/// Sends `method path` with a raw body of `content_type` as `access`.
+async fn send_raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    access: &str,
+    content_type: &str,
+    body: &'static str,
+) -> Reply {
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(access)
+        .header("content-type", content_type)
+        .body(body);
+    Reply::read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_refused_or_unknown_user_route_answers_403_or_404_whatever_the_body() {
+    // DRF's `request.data` is parsed when the view first reads it: after the permission
+    // check (403) and the lookup of the user (404). A malformed or unsupported body
+    // must not turn those answers into a 400 or a 415.
+    let app = spawn_app().await;
+    let (_, staff) = staff_user(&app, "admin").await;
+    let (root_id, _) = superuser(&app, "root").await;
+    let (_, plain, _) = app.signed_in("joey").await;
+    let bodies = [("application/json", "{not json"), ("text/plain", "hello")];
+    for (content_type, body) in bodies {
+        let cases = [
+            (
+                Method::POST,
+                "/api/users/".to_owned(),
+                &plain,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Method::PATCH,
+                "/api/users/999999/".to_owned(),
+                &staff,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::PUT,
+                "/api/users/999999/".to_owned(),
+                &staff,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::PATCH,
+                format!("/api/users/{root_id}/"),
+                &plain,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::PATCH,
+                format!("/api/users/{root_id}/"),
+                &staff,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Method::PUT,
+                format!("/api/users/{root_id}/"),
+                &staff,
+                StatusCode::FORBIDDEN,
+            ),
+        ];
+        for (method, path, access, status) in cases {
+            let reply = send_raw(&app, method.clone(), &path, access, content_type, body).await;
+            let expected = if status == StatusCode::FORBIDDEN {
+                forbidden()
+            } else {
+                not_found()
+            };
+            assert_eq!(
+                reply.status, status,
+                "{method} {path} {content_type}: {}",
+                reply.body
+            );
+            assert_eq!(reply.body, expected, "{method} {path} {content_type}");
+        }
+    }
+    // Allowed, the same bodies get DRF's 400 and 415.
+    let own = send_raw(
+        &app,
+        Method::POST,
+        "/api/users/",
+        &staff,
+        "application/json",
+        "{not json",
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::BAD_REQUEST, "{}", own.body);
+    let own = send_raw(
+        &app,
+        Method::POST,
+        "/api/users/",
+        &staff,
+        "text/plain",
+        "hello",
+    )
+    .await;
+    assert_eq!(
+        own.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        own.body
+    );
+}
