@@ -126,7 +126,7 @@ pub async fn delete_account(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<Json<Value>, ApiError> {
-    delete_user(&state, auth.user.id).await?;
+    delete_user(&state, auth.user.id, false).await?;
     Ok(Json(json!({"message": messages::ACCOUNT_DELETED})))
 }
 
@@ -148,7 +148,7 @@ pub async fn me_delete(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    delete_user(&state, auth.user.id).await?;
+    delete_user(&state, auth.user.id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

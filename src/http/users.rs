@@ -34,7 +34,14 @@ fn permission_denied() -> ApiError {
 /// superuser sets the flags; without this rule a staff member could still take a
 /// superuser's account over by changing its email and asking for a reset.
 fn may_administer(caller: &User, target: &User) -> bool {
-    caller.id == target.id || caller.is_superuser || !(target.is_staff || target.is_superuser)
+    !only_while_plain(caller, target) || !(target.is_staff || target.is_superuser)
+}
+
+/// Whether `caller` may change or delete `target` only as long as `target` is a plain
+/// user: the write must then apply only while it still is, so that a promotion landing
+/// meanwhile wins (`UserUpdate::only_while_plain`).
+fn only_while_plain(caller: &User, target: &User) -> bool {
+    caller.id != target.id && !caller.is_superuser
 }
 
 /// The `{id}` of `/api/users/{id}/` as sent. A segment that does not percent-decode to
@@ -453,14 +460,21 @@ pub async fn destroy(
     if !may_administer(&caller.user, &target) {
         return Err(permission_denied());
     }
-    delete_user(&state, target.id).await?;
+    let plain_only = only_while_plain(&caller.user, &target);
+    delete_user(&state, target.id, plain_only).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a user unless it is the last active superuser (API.md §7).
-pub(crate) async fn delete_user(state: &AppState, id: UserId) -> Result<(), ApiError> {
-    match state.store.delete_user(id).await? {
+/// Deletes a user unless it is the last active superuser (API.md §7); with
+/// `only_while_plain`, unless it is staff or superuser by then.
+pub(crate) async fn delete_user(
+    state: &AppState,
+    id: UserId,
+    only_while_plain: bool,
+) -> Result<(), ApiError> {
+    match state.store.delete_user(id, only_while_plain).await? {
         Guarded::Done(()) => Ok(()),
+        Guarded::Privileged => Err(permission_denied()),
         // (A deletion re-enters no password, so never `PasswordChanged`.)
         Guarded::NotFound | Guarded::PasswordChanged => Err(ApiError::not_found()),
         Guarded::LastSuperuser => Err(ApiError::detail(
@@ -533,6 +547,7 @@ pub(crate) async fn change_user(
             .flatten();
     }
     errors.into_result()?;
+    update.only_while_plain = only_while_plain(&caller.user, target);
 
     // A flag sent back as it is changes nothing and needs no permission.
     let changed = |new: Option<bool>, old: bool| new.filter(|value| *value != old);
@@ -589,6 +604,7 @@ pub(crate) async fn change_user(
     match written {
         Some(Guarded::Done(user)) => Ok(user),
         Some(Guarded::NotFound) => Err(ApiError::not_found()),
+        Some(Guarded::Privileged) => Err(permission_denied()),
         Some(Guarded::LastSuperuser) if update.is_active == Some(false) => Err(ApiError::field(
             "is_active",
             messages::LAST_SUPERUSER_DEACTIVATED,

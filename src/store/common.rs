@@ -42,6 +42,29 @@ macro_rules! impl_store {
                 Ok(tx)
             }
 
+            /// Why a conditional write of user `id` (`UserUpdate`'s conditions, or
+            /// `DELETE_USER`'s) changed no row, read as the row is now: gone, made staff
+            /// or superuser (when the write was allowed on a plain user only), else the
+            /// password it was proved with changed.
+            async fn refusal<T>(
+                &self,
+                tx: &mut Transaction<'_, Db>,
+                id: UserId,
+                only_while_plain: bool,
+            ) -> Result<Guarded<T>, sqlx::Error> {
+                let privileges: Option<(bool, bool)> = sqlx::query_as(sql::USER_PRIVILEGES)
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(match privileges {
+                    None => Guarded::NotFound,
+                    Some((is_staff, is_superuser)) if only_while_plain && (is_staff || is_superuser) => {
+                        Guarded::Privileged
+                    }
+                    Some(_) => Guarded::PasswordChanged,
+                })
+            }
+
             /// A new password: stores the hash, moves the token cut-off to `now` and ends
             /// every session of the user but `keep` (API.md §5: a password change ends
             /// sessions, whatever route it came by).
@@ -309,13 +332,13 @@ macro_rules! impl_store {
                     .bind(update.is_staff)
                     .bind(update.is_superuser)
                     .bind(update.password_unchanged.as_deref())
+                    .bind(update.only_while_plain)
                     .fetch_optional(&mut *tx)
                     .await;
                 let after = match updated {
                     Ok(Some(row)) => row_to_user(&row)?,
-                    // The row was read above in this transaction: only the password
-                    // condition can have failed.
-                    Ok(None) => return Ok(Guarded::PasswordChanged),
+                    // One of the UPDATE's conditions failed: which one, as the row is now.
+                    Ok(None) => return Ok(self.refusal(&mut tx, id, update.only_while_plain).await?),
                     Err(error) if is_unique_violation(&error) => {
                         drop(tx);
                         let username = update.username.as_ref().map_or("", |u| u.as_str());
@@ -341,7 +364,11 @@ macro_rules! impl_store {
                 Ok(Guarded::Done(after))
             }
 
-            async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError> {
+            async fn delete_user(
+                &self,
+                id: UserId,
+                only_while_plain: bool,
+            ) -> Result<Guarded<()>, StoreError> {
                 let mut tx = self.begin_write().await?;
                 self.lock(&mut tx, SUPERUSERS_LOCK).await?;
                 let flags: Option<(bool, bool)> = sqlx::query_as(sql::USER_FLAGS)
@@ -395,10 +422,15 @@ macro_rules! impl_store {
                     );
                     return Err(StoreError::Referenced(referring));
                 }
-                sqlx::query(sql::DELETE_USER)
+                let deleted = sqlx::query(sql::DELETE_USER)
                     .bind(id.0)
+                    .bind(only_while_plain)
                     .execute(&mut *tx)
                     .await?;
+                if deleted.rows_affected() == 0 {
+                    // Dropped, the transaction takes back what was deleted above.
+                    return Ok(self.refusal(&mut tx, id, only_while_plain).await?);
+                }
                 tx.commit().await?;
                 Ok(Guarded::Done(()))
             }

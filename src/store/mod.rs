@@ -158,6 +158,9 @@ pub struct UserUpdate {
     /// When set, the change applies only while the stored hash is still this one: the
     /// hash the caller's re-entered password matched (`Guarded::PasswordChanged` if not).
     pub password_unchanged: Option<String>,
+    /// The change applies only while the user is neither staff nor superuser: the caller
+    /// may change it only as a plain user (`Guarded::Privileged` if it is no longer one).
+    pub only_while_plain: bool,
 }
 
 /// The outcome of a change that must leave at least one active superuser (API.md §7).
@@ -170,6 +173,9 @@ pub enum Guarded<T> {
     /// Refused: the password the caller re-entered stopped being the user's meanwhile (a
     /// reset or change landed while it was checked).
     PasswordChanged,
+    /// Refused: the change was allowed on a plain user only, and the user was made staff
+    /// or superuser meanwhile.
+    Privileged,
 }
 
 /// A reset token about to be stored (API.md §4); the secret itself is never stored.
@@ -371,8 +377,13 @@ pub trait Store: Send + Sync {
     /// last active superuser. Rows of Django's own apps that refer to the user are removed
     /// (or unlinked) as Django would; rows of any other table that still refer to it
     /// through a foreign key refuse the deletion with `StoreError::Referenced`, and
-    /// nothing is changed.
-    async fn delete_user(&self, id: UserId) -> Result<Guarded<()>, StoreError>;
+    /// nothing is changed. With `only_while_plain`, a user who is staff or superuser by
+    /// then is not deleted (`Guarded::Privileged`).
+    async fn delete_user(
+        &self,
+        id: UserId,
+        only_while_plain: bool,
+    ) -> Result<Guarded<()>, StoreError>;
     /// The number of users the query matches, and its page of them.
     async fn list_users(&self, query: &UserQuery) -> Result<(i64, Vec<User>), StoreError>;
 

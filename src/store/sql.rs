@@ -47,8 +47,10 @@ pub fn access_check() -> &'static str {
 
 /// `$1` id, then optional `$2` username, `$3` email, `$4` first name, `$5` last name,
 /// `$6` is_active, `$7` is_staff, `$8` is_superuser, and `$9`: when set, the change
-/// applies only while the stored hash is still this one (`UserUpdate::password_unchanged`;
-/// in the UPDATE's own condition, so PostgreSQL checks it again after a row lock wait).
+/// applies only while the stored hash is still this one (`UserUpdate::password_unchanged`),
+/// and `$10`: when true, only while the user is neither staff nor superuser
+/// (`UserUpdate::only_while_plain`). Both in the UPDATE's own condition, so PostgreSQL
+/// checks them again after a row lock wait.
 /// (SQLite's RETURNING cannot name a table alias, so the columns stand unqualified.)
 pub fn update_user() -> String {
     let columns = USER_COLUMNS.replace("u.", "");
@@ -58,7 +60,8 @@ pub fn update_user() -> String {
          first_name = COALESCE($4, first_name), last_name = COALESCE($5, last_name), \
          is_active = COALESCE($6, is_active), is_staff = COALESCE($7, is_staff), \
          is_superuser = COALESCE($8, is_superuser) \
-         WHERE id = $1 AND ($9 IS NULL OR password = $9) RETURNING {columns}"
+         WHERE id = $1 AND ($9 IS NULL OR password = $9) \
+         AND NOT ($10 AND (is_staff OR is_superuser)) RETURNING {columns}"
     )
 }
 
@@ -128,7 +131,11 @@ pub const DELETE_USER_STATE: &[&str] = &[
     "DELETE FROM gatehouse_user_state WHERE user_id = $1",
     "DELETE FROM gatehouse_spent_token WHERE user_id = $1",
 ];
-pub const DELETE_USER: &str = "DELETE FROM auth_user WHERE id = $1";
+/// `$2`: when true, only while the user is neither staff nor superuser, checked in the
+/// DELETE's own condition (again after a row lock wait on PostgreSQL).
+pub const DELETE_USER: &str =
+    "DELETE FROM auth_user WHERE id = $1 AND NOT ($2 AND (is_staff OR is_superuser))";
+pub const USER_PRIVILEGES: &str = "SELECT is_staff, is_superuser FROM auth_user WHERE id = $1";
 /// Rows of Django's own apps that point at a user without a database-level cascade
 /// (Django cascades in Python): what its collector would do, for the tables that exist.
 pub const DJANGO_DEPENDENTS: &[(&str, &str)] = &[

@@ -2712,3 +2712,71 @@ async fn a_refused_or_unknown_user_route_answers_403_or_404_whatever_the_body() 
         own.body
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A staff member's change of a plain user, racing that user's promotion
+// ---------------------------------------------------------------------------------------
+
+/// Staff (not superuser) `method` user `rachel` (a plain user when the request is
+/// sent) with `body`, while a superuser's promotion of `rachel` to staff, held open here
+/// by hand as another instance's would be, has locked her row; the promotion then
+/// commits. Returns the answer, the app, `rachel`'s id and access token, and a
+/// superuser's token.
+async fn race_a_promotion(
+    method: Method,
+    body: Option<Value>,
+) -> (Reply, TestApp, i64, String, String) {
+    let app = spawn_app().await;
+    let (_, staff) = staff_user(&app, "janitor").await;
+    let (_, root) = superuser(&app, "root").await;
+    let (id, rachel, _) = app.signed_in("rachel").await;
+    let reply = with_test_database!(&app.database_url, |conn| {
+        let mut promotion = conn.begin().await.expect("begin");
+        sqlx::query("UPDATE auth_user SET is_staff = TRUE WHERE id = $1")
+            .bind(id)
+            .execute(&mut *promotion)
+            .await
+            .expect("promote");
+        let waiting = {
+            let mut request = app
+                .client
+                .request(method, app.url(&format!("/api/users/{id}/")))
+                .bearer_auth(&staff);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the change did not wait for the promotion"
+        );
+        promotion.commit().await.expect("commit");
+        waiting.await.unwrap()
+    });
+    (reply, app, id, rachel, root)
+}
+
+#[tokio::test]
+async fn a_staff_change_of_a_user_promoted_meanwhile_is_refused() {
+    // Only a superuser changes another staff member: else a staff member could point a
+    // new colleague's reset links at an address of their own.
+    let body = json!({"email": "janitor@evil.example"});
+    let (reply, app, id, _, root) = race_a_promotion(Method::PATCH, Some(body)).await;
+
+    assert_reply(&reply, StatusCode::FORBIDDEN, forbidden());
+    let rachel = fetch(&app, &root, id).await;
+    assert_eq!(rachel["email"], "rachel@example.com");
+    assert_eq!(rachel["is_staff"], true);
+}
+
+#[tokio::test]
+async fn a_staff_deletion_of_a_user_promoted_meanwhile_is_refused() {
+    let (reply, app, id, rachel, root) = race_a_promotion(Method::DELETE, None).await;
+
+    assert_reply(&reply, StatusCode::FORBIDDEN, forbidden());
+    assert_eq!(fetch(&app, &root, id).await["is_staff"], true);
+    // Her session, deleted in the same transaction before the refusal, is still there.
+    assert_eq!(app.me(&rachel).await.status, StatusCode::OK);
+}
