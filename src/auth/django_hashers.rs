@@ -141,7 +141,7 @@ impl<'a> DjangoHash<'a> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_PBKDF2_ITERATIONS).contains(n))?;
-                let salt = parts.next()?;
+                let salt = parts.next().filter(|salt| !salt.is_empty())?;
                 let hash = STANDARD.decode(parts.next()?).ok()?;
                 let digest_bytes = if algorithm == "pbkdf2_sha256" {
                     PBKDF2_SHA256_DIGEST_BYTES
@@ -179,7 +179,7 @@ impl<'a> DjangoHash<'a> {
             "scrypt" => {
                 let mut parts = rest.splitn(5, '$');
                 let n: u64 = parts.next()?.parse().ok()?;
-                let salt = parts.next()?;
+                let salt = parts.next().filter(|salt| !salt.is_empty())?;
                 let r: u32 = parts.next()?.parse().ok()?;
                 let p: u32 = parts.next()?.parse().ok()?;
                 let hash = STANDARD.decode(parts.next()?).ok()?;
@@ -523,13 +523,13 @@ mod tests {
             ));
         }
 
-        // PBKDF2: a single iteration, an empty salt.
+        // PBKDF2: a single iteration, a one-character salt.
         let mut sha256 = [0; 32];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(PASSWORD, b"", 1, &mut sha256);
-        made.push(format!("pbkdf2_sha256$1$${}", STANDARD.encode(sha256)));
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(PASSWORD, b"s", 1, &mut sha256);
+        made.push(format!("pbkdf2_sha256$1$s${}", STANDARD.encode(sha256)));
         let mut sha1 = [0; 20];
-        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(PASSWORD, b"", 1, &mut sha1);
-        made.push(format!("pbkdf2_sha1$1$${}", STANDARD.encode(sha1)));
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(PASSWORD, b"s", 1, &mut sha1);
+        made.push(format!("pbkdf2_sha1$1$s${}", STANDARD.encode(sha1)));
 
         for encoded in &made {
             let hash = DjangoHash::parse(encoded).unwrap_or_else(|| panic!("read: {encoded}"));
@@ -574,6 +574,26 @@ mod tests {
         ] {
             let hash = DjangoHash::parse(&encoded).expect(&encoded);
             assert!(hash.verify(b"wrong"), "{encoded}");
+        }
+    }
+
+    #[test]
+    fn an_empty_salt_django_never_writes_is_not_read() {
+        // Django refuses to encode with an empty salt (`_check_encode_args` raises), so no
+        // password matches such a row there; it is not read here either.
+        let mut sha256 = [0; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"wrong", b"", 1, &mut sha256);
+        let mut sha1 = [0; 20];
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(b"wrong", b"", 1, &mut sha1);
+        let params = scrypt::Params::new(4, 1, 1, 64).unwrap();
+        let mut scrypt = [0; 64];
+        scrypt::scrypt(b"wrong", b"", &params, &mut scrypt).unwrap();
+        for encoded in [
+            format!("pbkdf2_sha256$1$${}", STANDARD.encode(sha256)),
+            format!("pbkdf2_sha1$1$${}", STANDARD.encode(sha1)),
+            format!("scrypt$16$$1$1${}", STANDARD.encode(scrypt)),
+        ] {
+            assert!(DjangoHash::parse(&encoded).is_none(), "{encoded}");
         }
     }
 }
