@@ -261,7 +261,14 @@ pub(crate) async fn prove_password(
     let verdict = verify_guarded(state, guard.as_ref(), given.clone(), stored.clone()).await?;
     Ok(match (verdict, stored) {
         (Verified::Yes { .. }, Some(stored)) => {
-            Some(ProvenPassword::new(auth.user.id, given, stored, guard))
+            let given = SecretString::from(given);
+            Some(ProvenPassword::new(
+                state,
+                auth.user.id,
+                given,
+                stored,
+                guard,
+            ))
         }
         _ => None,
     })
@@ -310,22 +317,19 @@ pub async fn change_password(
             errors.add("old_password", messages::INVALID_PASSWORD);
         }
     }
-    let (mut proven, new) = match (proven, new) {
-        (Some(proven), Some(new)) if errors.is_empty() => (proven, new),
-        (proven, _) => {
-            if let Some(proven) = proven {
-                // The old password was right, the new one refused: no guess to count.
-                proven.finish(&state, Ok(Some(()))).await?;
-            }
-            return Err(errors.into());
-        }
+    let Some(mut proven) = proven else {
+        return Err(errors.into());
     };
 
     let changed = async {
+        // The old password was right: a refused new one settles the guard too (`finish`).
+        let Some(new) = new.filter(|_| errors.is_empty()) else {
+            return Err(errors.into());
+        };
         let hash = state.hasher.hash(SecretString::from(new)).await?;
         let keep = auth.claims.sid.as_deref();
         proven
-            .write_while_stored(&state, |replacing| {
+            .write_while_stored(|replacing| {
                 let (state, hash) = (&state, &hash);
                 async move {
                     let now = chrono::Utc::now();
@@ -338,7 +342,7 @@ pub async fn change_password(
             .await
     }
     .await;
-    if proven.finish(&state, changed).await?.is_none() {
+    if proven.finish(changed).await?.is_none() {
         // A reset or another change landed while the new password was hashed: the old
         // password is not the password any more.
         return Err(ApiError::field("old_password", messages::INVALID_PASSWORD));

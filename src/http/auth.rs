@@ -84,22 +84,18 @@ pub async fn login(
         _ => return Err(ApiError::login_failed()),
     };
     let id = credentials.user.id;
-    let mut proven = ProvenPassword::new(id, password, credentials.password_hash, guard);
-    let sid = random_hex_id();
-    let (pair, refresh_jti) = state.tokens.issue_pair(id, &sid);
+    let password = SecretString::from(password);
+    let mut proven = ProvenPassword::new(&state, id, password, credentials.password_hash, guard);
     let signed_in = async {
         if outdated {
-            let hash = state
-                .hasher
-                .hash(SecretString::from(proven.password.clone()))
-                .await?;
+            let hash = state.hasher.hash(proven.password()).await?;
             if state
                 .store
                 .upgrade_password_hash(id, &proven.hash, &hash)
                 .await?
             {
                 proven.hash = hash;
-            } else if !proven.matches_again(&state).await? {
+            } else if !proven.matches_again().await? {
                 // The hash changed meanwhile, and not by another login's upgrade (a
                 // double-clicked button) or Django's re-hash, after which the password
                 // would still match: by a real change.
@@ -109,8 +105,10 @@ pub async fn login(
         // The session starts only if the password verified above is still the user's,
         // and the user still active: a reset or deactivation that landed while the hash
         // was computed wins, and the old password opens nothing.
+        let sid = random_hex_id();
+        let (pair, refresh_jti) = state.tokens.issue_pair(id, &sid);
         proven
-            .write_while_stored(&state, |verified| {
+            .write_while_stored(|verified| {
                 let (state, sid, refresh_jti) = (&state, &sid, &refresh_jti);
                 async move {
                     let now = chrono::Utc::now();
@@ -122,11 +120,12 @@ pub async fn login(
                 }
             })
             .await
+            .map(|started| started.map(|()| pair))
     }
     .await;
-    if proven.finish(&state, signed_in).await?.is_none() {
+    let Some(pair) = proven.finish(signed_in).await? else {
         return Err(ApiError::login_failed());
-    }
+    };
     crate::http::access_log::record_user_id(id);
     Ok(Json(pair))
 }
@@ -156,37 +155,53 @@ impl LoginGuard {
         })
     }
 
+    /// The attempt checked no password, or the right one to no effect: it is taken back
+    /// from the counts (`Store::undo_login_attempt`). Logged, not answered, if that fails:
+    /// the request's own answer matters more.
+    async fn take_back(&self, state: &AppState) {
+        let undone = (state.store)
+            .undo_login_attempt(&self.account, &self.client)
+            .await;
+        if let Err(error) = undone {
+            tracing::warn!(error = %error, "could not take a login attempt back");
+        }
+    }
+
     /// The password was right: clears this client's count (`Store::login_succeeded`).
-    pub(crate) async fn succeeded(&self, state: &AppState) -> Result<(), ApiError> {
-        let store = &state.store;
-        Ok(store
+    async fn succeeded(&self, state: &AppState) -> Result<(), crate::store::StoreError> {
+        (state.store)
             .login_succeeded(&self.account, &self.client, self.now)
-            .await?)
+            .await
     }
 }
 
 /// A password that matched its user's stored hash under the brute-force guard, and is
 /// about to open something: a session, a new password, a new email. What it opens is
 /// written only while the hash it matched is still stored, and the guard is settled
-/// only once that write lands. A write refused because the password stopped being the
-/// user's (a reset or change landed meanwhile) leaves the attempt counted as the failed
-/// guess it then is, and does not make the client known to the account.
+/// only once that is decided (`finish`): a write refused because the password stopped
+/// being the user's (a reset or change landed meanwhile) leaves the attempt counted as
+/// the failed guess it then is, and does not make the client known to the account.
+#[must_use = "finish it: else the attempt is taken back, neither a failure nor a success"]
 pub(crate) struct ProvenPassword {
+    state: AppState,
     user_id: UserId,
-    password: String,
+    password: SecretString,
     /// The stored hash the password matched.
     pub(crate) hash: String,
+    /// `None` once settled (or with every throttle off).
     guard: Option<LoginGuard>,
 }
 
 impl ProvenPassword {
     pub(crate) fn new(
+        state: &AppState,
         user_id: UserId,
-        password: String,
+        password: SecretString,
         hash: String,
         guard: Option<LoginGuard>,
     ) -> Self {
         Self {
+            state: state.clone(),
             user_id,
             password,
             hash,
@@ -194,12 +209,17 @@ impl ProvenPassword {
         }
     }
 
+    /// The password, to hash it anew.
+    pub(crate) fn password(&self) -> SecretString {
+        self.password.clone()
+    }
+
     /// After a write conditional on `self.hash` was refused: whether the password matches
     /// the hash stored now. It does when the stored hash was only computed again (another
     /// login's upgrade of a Django hash, or Django's re-hash while both serve the
     /// database), and then `self.hash` becomes that one; it does not after a real change.
-    pub(crate) async fn matches_again(&mut self, state: &AppState) -> Result<bool, ApiError> {
-        let current = state.store.credentials_by_id(self.user_id).await?;
+    pub(crate) async fn matches_again(&mut self) -> Result<bool, ApiError> {
+        let current = self.state.store.credentials_by_id(self.user_id).await?;
         let Some(current) = current
             .map(|c| c.password_hash)
             .filter(|current| *current != self.hash)
@@ -207,8 +227,10 @@ impl ProvenPassword {
             // Gone, or the same hash: the write was refused for another reason.
             return Ok(false);
         };
-        let password = SecretString::from(self.password.clone());
-        match state.hasher.verify(password, Some(current.clone())).await? {
+        let verdict = (self.state.hasher)
+            .verify(self.password.clone(), Some(current.clone()))
+            .await?;
+        match verdict {
             Verified::Yes { .. } => {
                 self.hash = current;
                 Ok(true)
@@ -222,7 +244,6 @@ impl ProvenPassword {
     /// re-hash (`matches_again`), it is tried once more with the new hash.
     pub(crate) async fn write_while_stored<T, F, Fut>(
         &mut self,
-        state: &AppState,
         mut write: F,
     ) -> Result<Option<T>, ApiError>
     where
@@ -232,36 +253,52 @@ impl ProvenPassword {
         if let Some(written) = write(self.hash.clone()).await? {
             return Ok(Some(written));
         }
-        if self.matches_again(state).await? {
+        if self.matches_again().await? {
             return write(self.hash.clone()).await;
         }
         Ok(None)
     }
 
-    /// Settles the guard by what the password led to. `Some`: it opened what it was
-    /// proved for (or the request failed for a reason that is no guess, such as a name
-    /// already taken): the client's count clears and the client is known to the account.
-    /// `None`: the password was not the user's any more, and the attempt stays counted.
-    /// An error (a busy hash pool, the database): the password was right but nothing was
-    /// written, so the attempt is taken back, neither counted nor a success.
+    /// Settles the guard by what the password led to, and passes `outcome` on.
+    /// - `Some`, or a refusal of the request's other content (a 4xx, such as a name
+    ///   already taken or a new password too weak): the password was the user's, so the
+    ///   client's count clears and the client is known to the account.
+    /// - `None`: the password was not the user's any more; the attempt stays counted.
+    /// - A server error (a busy hash pool, the database): the password was right but
+    ///   nothing came of it, so the attempt is taken back, neither counted nor a
+    ///   success. So is an attempt whose request is dropped before it is finished (the
+    ///   request deadline, or a client that hung up).
     pub(crate) async fn finish<T>(
-        self,
-        state: &AppState,
+        mut self,
         outcome: Result<Option<T>, ApiError>,
     ) -> Result<Option<T>, ApiError> {
-        let Some(guard) = &self.guard else {
+        let Some(guard) = self.guard.take() else {
             return outcome;
         };
         match &outcome {
-            Ok(Some(_)) => guard.succeeded(state).await?,
             Ok(None) => {}
-            Err(_) => {
-                (state.store)
-                    .undo_login_attempt(&guard.account, &guard.client)
-                    .await?
+            Err(error) if error.is_server_error() => guard.take_back(&self.state).await,
+            Ok(Some(_)) | Err(_) => {
+                // What the password opened may have been written already: a failure to
+                // record the success must not turn that into an error.
+                if let Err(error) = guard.succeeded(&self.state).await {
+                    tracing::warn!(error = %error, "could not clear the client's login count");
+                }
             }
         }
         outcome
+    }
+}
+
+impl Drop for ProvenPassword {
+    fn drop(&mut self) {
+        // Not finished: the request was dropped while the password was being used.
+        if let Some(guard) = self.guard.take() {
+            let state = self.state.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { guard.take_back(&state).await });
+            }
+        }
     }
 }
 
@@ -300,10 +337,7 @@ pub(crate) async fn verify_guarded(
             // Not a guess: the password was never checked (the hash pool was busy). An
             // attacker flooding the pool must not run up the owner's count this way.
             if let Some(guard) = guard {
-                state
-                    .store
-                    .undo_login_attempt(&guard.account, &guard.client)
-                    .await?;
+                guard.take_back(state).await;
             }
             Err(error.into())
         }

@@ -84,6 +84,15 @@ impl ApiError {
         Self::detail(StatusCode::PAYLOAD_TOO_LARGE, messages::PAYLOAD_TOO_LARGE)
     }
 
+    /// A 5xx: the server failed the request, rather than refusing what it asked.
+    pub fn is_server_error(&self) -> bool {
+        match self {
+            Self::Unavailable | Self::Internal(_) => true,
+            Self::Detail { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
     }

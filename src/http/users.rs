@@ -34,12 +34,12 @@ fn permission_denied() -> ApiError {
 /// superuser sets the flags; without this rule a staff member could still take a
 /// superuser's account over by changing its email and asking for a reset.
 fn may_administer(caller: &User, target: &User) -> bool {
-    !only_while_plain(caller, target) || !(target.is_staff || target.is_superuser)
+    caller.id == target.id || caller.is_superuser || !(target.is_staff || target.is_superuser)
 }
 
 /// Whether `caller` may change or delete `target` only as long as `target` is a plain
-/// user: the write must then apply only while it still is, so that a promotion landing
-/// meanwhile wins (`UserUpdate::only_while_plain`).
+/// user (`may_administer`'s last reason): the write must then apply only while it still
+/// is, so that a promotion landing meanwhile wins (`UserUpdate::only_while_plain`).
 fn only_while_plain(caller: &User, target: &User) -> bool {
     caller.id != target.id && !caller.is_superuser
 }
@@ -475,7 +475,8 @@ pub(crate) async fn delete_user(
     match state.store.delete_user(id, only_while_plain).await? {
         Guarded::Done(()) => Ok(()),
         Guarded::Privileged => Err(permission_denied()),
-        // (A deletion re-enters no password, so never `PasswordChanged`.)
+        // A deletion re-enters no password: `PasswordChanged` here is a user promoted
+        // and demoted again while the deletion waited (PostgreSQL), gone for it all the same.
         Guarded::NotFound | Guarded::PasswordChanged => Err(ApiError::not_found()),
         Guarded::LastSuperuser => Err(ApiError::detail(
             StatusCode::BAD_REQUEST,
@@ -571,20 +572,23 @@ pub(crate) async fn change_user(
             .email
             .as_ref()
             .is_some_and(|e| e.as_str() != target.email);
+    let write = |password_unchanged: Option<String>| {
+        let update = UserUpdate {
+            password_unchanged,
+            ..update.clone()
+        };
+        async move {
+            let now = chrono::Utc::now();
+            Ok::<_, ApiError>(state.store.update_user(target.id, &update, now).await?)
+        }
+    };
     let written = if changes_identity && caller.user.id == target.id {
         let mut proven = prove_current_password(state, caller, fields).await?;
         let written = proven
-            .write_while_stored(state, |verified| {
-                let update = UserUpdate {
-                    password_unchanged: Some(verified),
-                    ..update.clone()
-                };
+            .write_while_stored(|verified| {
+                let written = write(Some(verified));
                 async move {
-                    match state
-                        .store
-                        .update_user(target.id, &update, chrono::Utc::now())
-                        .await?
-                    {
+                    match written.await? {
                         // A reset landed while the password was checked.
                         Guarded::PasswordChanged => Ok(None),
                         other => Ok(Some(other)),
@@ -592,14 +596,9 @@ pub(crate) async fn change_user(
                 }
             })
             .await;
-        proven.finish(state, written).await?
+        proven.finish(written).await?
     } else {
-        Some(
-            state
-                .store
-                .update_user(target.id, &update, chrono::Utc::now())
-                .await?,
-        )
+        Some(write(None).await?)
     };
     match written {
         Some(Guarded::Done(user)) => Ok(user),

@@ -45,7 +45,9 @@ macro_rules! impl_store {
             /// Why a conditional write of user `id` (`UserUpdate`'s conditions, or
             /// `DELETE_USER`'s) changed no row, read as the row is now: gone, made staff
             /// or superuser (when the write was allowed on a plain user only), else the
-            /// password it was proved with changed.
+            /// password it was proved with changed (for an UPDATE; a DELETE has no such
+            /// condition, and finds this only if the user was promoted and demoted again
+            /// while it waited).
             async fn refusal<T>(
                 &self,
                 tx: &mut Transaction<'_, Db>,

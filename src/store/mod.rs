@@ -448,8 +448,10 @@ pub trait Store: Send + Sync {
         policy: &LockoutPolicy,
         now: i64,
     ) -> Result<Option<u64>, StoreError>;
-    /// Takes back the count of an attempt whose password was never checked (the hash
-    /// pool was busy, the database failed): only real guesses count.
+    /// Takes back the count of an attempt that was no guess: its password was never
+    /// checked (the hash pool was busy, the database failed), or was right but nothing
+    /// came of it (a server error, or the request dropped, before its write). Only real
+    /// guesses count.
     async fn undo_login_attempt(&self, account: &str, client: &str) -> Result<(), StoreError>;
     /// A successful login: clears this client's count and remembers it as known to the
     /// account. The account-wide count stays: the owner logging in must not hand an

@@ -744,6 +744,57 @@ async fn a_client_whose_password_a_change_overtook_is_not_made_known_to_the_acco
 }
 
 #[tokio::test]
+async fn the_right_password_in_a_request_refused_for_the_rest_clears_the_clients_count() {
+    // A right old or current password proves the client knows it, as a login does, even
+    // when the request is refused for something else (a new password too weak, a name
+    // already taken): the client's earlier failures are cleared. With two failures
+    // allowed, wrong + right + wrong + wrong is never held back; had the right one been
+    // only taken back from the count, the fourth would be; had it counted, the third.
+    let app = spawn_app_with(&[("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "2")]).await;
+    app.register_ok("chandler").await;
+    let wrong_then = |user: &'static str, right: Value, refused_field: &'static str| {
+        let app = &app;
+        async move {
+            let (_, access, _) = app.signed_in(user).await;
+            let old_wrong =
+                json!({"old_password": "a-Wrong-guess-1", "new_password": "a-Brand-new-passw0rd"});
+            let (method, path) = if right.get("old_password").is_some() {
+                (Method::POST, "/api/change_password/")
+            } else {
+                (Method::PATCH, "/api/users/me/")
+            };
+            let replies = [
+                change_password_raw(app, &access, old_wrong.clone()).await,
+                app.send_auth(method, path, &access, Some(right)).await,
+                change_password_raw(app, &access, old_wrong.clone()).await,
+                change_password_raw(app, &access, old_wrong).await,
+            ];
+            let statuses: Vec<_> = replies.iter().map(|reply| reply.status).collect();
+            assert_eq!(
+                statuses,
+                [StatusCode::BAD_REQUEST; 4],
+                "{user}: {replies:#?}"
+            );
+            assert!(
+                replies[1].body.get(refused_field).is_some(),
+                "{}",
+                replies[1].body
+            );
+        }
+    };
+    let weak = json!({"old_password": STRONG_PASSWORD, "new_password": "password"});
+    wrong_then("ross", weak, "new_password").await;
+    let taken = json!({"username": "chandler", "current_password": STRONG_PASSWORD});
+    wrong_then("monica", taken, "username").await;
+}
+
+/// `POST /api/change_password/` with `body` as it is.
+async fn change_password_raw(app: &TestApp, access: &str, body: Value) -> Reply {
+    app.send_auth(Method::POST, "/api/change_password/", access, Some(body))
+        .await
+}
+
+#[tokio::test]
 async fn a_username_stored_before_normalisation_sent_back_as_it_is_is_no_change() {
     // A row Django wrote may hold a name NFKC would change (`ｒoss`, fullwidth r). A
     // client that PUTs the profile back with that name unchanged changes nothing: no

@@ -169,28 +169,62 @@ pub async fn spawn_app_with_one_hash_slot(more: &[(&str, &str)]) -> TestApp {
     spawn_app_full(&overrides, hold_hash_slot_route()).await
 }
 
-/// Keeps the one hash slot of `app` (`spawn_app_with_one_hash_slot`) busy for about `seconds` from now; await the holds to end. A
-/// request that needs a hash from now on waits behind all of them: the slot is handed
-/// out first come, first served.
+/// Keeps the one hash slot of `app` (`spawn_app_with_one_hash_slot`) busy for about
+/// `seconds` from now; await the holds to end. A request that needs a hash from now on
+/// waits behind all of them: the slot is handed out first come, first served.
 pub async fn hold_hash_slot(
     app: &TestApp,
     seconds: f64,
 ) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
-    let hold = |iterations: u32| {
-        let path = format!("/test/hold-hash/{iterations}");
-        tokio::spawn(app.client.get(app.url(&path)).send())
-    };
-    // PBKDF2's speed differs a hundredfold between machines and builds (the test build
-    // runs it unoptimised): timed once, then enough holds in a row for `seconds`.
-    let started = std::time::Instant::now();
-    hold(100_000).await.unwrap().unwrap();
-    let per_iteration = (started.elapsed().as_secs_f64() / 1e5).max(1e-9);
-    let holds = (seconds / (per_iteration * 1e7)).ceil() as usize;
-    let iterations = (seconds / per_iteration / holds as f64).clamp(1e5, 1e7) as u32;
-    let held = (0..holds).map(|_| hold(iterations)).collect();
+    let held = HashSlotHolds::timed(app).await.hold(app, seconds);
     // Let the first of them take the slot before anything else asks for it.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     held
+}
+
+/// Holds of the one hash slot of an app (`spawn_app_with_one_hash_slot`), timed there.
+pub struct HashSlotHolds {
+    /// Seconds one PBKDF2-SHA256 iteration takes.
+    per_iteration: f64,
+}
+
+impl HashSlotHolds {
+    /// PBKDF2's speed differs a hundredfold between machines and builds: timed once, on
+    /// `app` (a hold of 100,000 iterations).
+    pub async fn timed(app: &TestApp) -> Self {
+        let started = std::time::Instant::now();
+        Self::send(app, 100_000).await.unwrap();
+        let per_iteration = (started.elapsed().as_secs_f64() / 1e5).max(1e-9);
+        Self { per_iteration }
+    }
+
+    /// How many PBKDF2-SHA256 iterations take about `seconds`.
+    pub fn iterations_for(&self, seconds: f64) -> u32 {
+        (seconds / self.per_iteration).clamp(1.0, 1e9) as u32
+    }
+
+    /// Holds the slot for about `seconds` from now, in holds of at most 10⁷ iterations
+    /// queued in a row. A hold whose request is answered early (its deadline) keeps the
+    /// slot until its hash is done, as any request's hash does.
+    pub fn hold(
+        &self,
+        app: &TestApp,
+        seconds: f64,
+    ) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
+        let holds = (seconds / (self.per_iteration * 1e7)).ceil().max(1.0) as usize;
+        let iterations = (seconds / self.per_iteration / holds as f64).clamp(1e5, 1e7) as u32;
+        (0..holds)
+            .map(|_| tokio::spawn(Self::send(app, iterations)))
+            .collect()
+    }
+
+    fn send(
+        app: &TestApp,
+        iterations: u32,
+    ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+        let path = format!("/test/hold-hash/{iterations}");
+        app.client.get(app.url(&path)).send()
+    }
 }
 
 /// Spawns an app that drains and stops as SIGTERM would make it when `shutdown`

@@ -643,3 +643,102 @@ async fn a_django_digest_cut_short_matches_no_password_as_on_django() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// `janice`, registered on `app` (one hash slot), whose stored hash is a Django
+/// PBKDF2-SHA256 hash of `STRONG_PASSWORD` that takes about a second to verify (so it
+/// is upgraded at her next login). Returns the slot's holds, timed.
+async fn janice_with_a_slow_django_hash(app: &TestApp) -> HashSlotHolds {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let holds = HashSlotHolds::timed(app).await;
+    let iterations = holds.iterations_for(1.0);
+    let mut digest = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        STRONG_PASSWORD.as_bytes(),
+        b"slowSalt",
+        iterations,
+        &mut digest,
+    );
+    app.register_ok("janice").await;
+    let hash = format!(
+        "pbkdf2_sha256${iterations}$slowSalt${}",
+        STANDARD.encode(digest)
+    );
+    app.execute_sql(&format!(
+        "UPDATE auth_user SET password = '{hash}' WHERE username = 'janice'"
+    ))
+    .await;
+    holds
+}
+
+/// Logs `janice` in with her password; once her verification has the one hash slot,
+/// holds of it for `seconds` queue behind it, so the upgrade of her hash waits for
+/// them. Returns the login's answer once the holds are over too.
+async fn login_with_the_upgrade_held_back(
+    app: &TestApp,
+    holds: &HashSlotHolds,
+    seconds: f64,
+) -> Reply {
+    let login = {
+        let (client, url) = (app.client.clone(), app.url("/api/login/"));
+        tokio::spawn(async move {
+            let body = json!({"username": "janice", "password": STRONG_PASSWORD});
+            Reply::read(client.post(url).json(&body).send().await.unwrap()).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = holds.hold(app, seconds);
+    let reply = login.await.unwrap();
+    for hold in held {
+        // (Under a short request deadline a hold is answered 503 while it still hashes.)
+        hold.await.unwrap().unwrap();
+    }
+    reply
+}
+
+#[tokio::test]
+async fn a_right_password_whose_login_the_server_fails_afterwards_is_not_counted() {
+    // The password verified, then the upgrade of its Django hash found the hash pool
+    // busy past GATEHOUSE_HASH_WAIT: a 503, not a failed guess. With one failure allowed
+    // per client, a counted attempt would hold the next one back.
+    let app = spawn_app_with_one_hash_slot(&[
+        ("GATEHOUSE_HASH_WAIT", "1s"),
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "1"),
+    ])
+    .await;
+    let holds = janice_with_a_slow_django_hash(&app).await;
+
+    let reply = login_with_the_upgrade_held_back(&app, &holds, 4.0).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+
+    assert_login_failed(&app.login("janice", "a-Wrong-guess-1").await);
+}
+
+#[tokio::test]
+async fn a_right_password_whose_login_the_deadline_cuts_short_is_not_counted() {
+    // The same, but the request deadline ends the login while its upgrade waits: the
+    // handler is dropped mid-way, and the attempt is taken back all the same.
+    let app = spawn_app_with_one_hash_slot(&[
+        ("GATEHOUSE_REQUEST_TIMEOUT", "3s"),
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "1"),
+    ])
+    .await;
+    let holds = janice_with_a_slow_django_hash(&app).await;
+
+    let reply = login_with_the_upgrade_held_back(&app, &holds, 5.0).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+
+    // The attempt is taken back by a task of its own once the handler is dropped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_login_failed(&app.login("janice", "a-Wrong-guess-1").await);
+}
