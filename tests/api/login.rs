@@ -573,8 +573,10 @@ async fn a_bcrypt_hash_of_unbounded_cost_is_a_failed_login_not_hours_of_work() {
 async fn a_stored_hash_its_crate_refuses_to_compute_is_the_one_401_never_an_error() {
     // Django's layouts with costs in bounds that the hashing crates refuse (a short salt,
     // an unknown version, a bcrypt string of the wrong length or version, an scrypt n too
-    // large for its r): such a row is verified as an unknown name is and fails as one.
-    // An scrypt n·r past 2⁶⁴ once overflowed while the hash was read: a 500.
+    // large for its r): such a row fails as an unknown name does, with the one 401. (That
+    // it is verified against the unknown name's dummy, at its cost, is checked where
+    // stored hashes are read: the unit tests of `auth::django_hashers`, which refuse to
+    // read these.) An scrypt n·r past 2⁶⁴ once overflowed while the hash was read: a 500.
     let app = spawn_app_with(&[
         ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "100"),
         ("GATEHOUSE_LOCKOUT_ACCOUNT_FAILURES", "100"),
