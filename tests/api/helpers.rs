@@ -218,6 +218,18 @@ impl HashSlotHolds {
             .collect()
     }
 
+    /// Returns once the slot is free: a hold answered early (its deadline) keeps the slot
+    /// while its hash runs on, and a request needing a hash meanwhile would wait.
+    pub async fn wait_until_free(app: &TestApp) {
+        for _ in 0..120 {
+            if Self::send(app, 1).await.unwrap().status() == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        panic!("the hash slot stayed busy");
+    }
+
     fn send(
         app: &TestApp,
         iterations: u32,

@@ -647,13 +647,13 @@ async fn a_django_digest_cut_short_matches_no_password_as_on_django() {
 }
 
 /// `janice`, registered on `app` (one hash slot), whose stored hash is a Django
-/// PBKDF2-SHA256 hash of `STRONG_PASSWORD` that takes about a second to verify (so it
-/// is upgraded at her next login). Returns the slot's holds, timed.
+/// PBKDF2-SHA256 hash of `STRONG_PASSWORD` that takes about half a second to verify (so
+/// it is upgraded at her next login). Returns the slot's holds, timed.
 async fn janice_with_a_slow_django_hash(app: &TestApp) -> HashSlotHolds {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
     let holds = HashSlotHolds::timed(app).await;
-    let iterations = holds.iterations_for(1.0);
+    let iterations = holds.iterations_for(0.5);
     let mut digest = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
         STRONG_PASSWORD.as_bytes(),
@@ -675,7 +675,7 @@ async fn janice_with_a_slow_django_hash(app: &TestApp) -> HashSlotHolds {
 
 /// Logs `janice` in with her password; once her verification has the one hash slot,
 /// holds of it for `seconds` queue behind it, so the upgrade of her hash waits for
-/// them. Returns the login's answer once the holds are over too.
+/// them. Returns the login's answer once the slot is free again.
 async fn login_with_the_upgrade_held_back(
     app: &TestApp,
     holds: &HashSlotHolds,
@@ -688,13 +688,24 @@ async fn login_with_the_upgrade_held_back(
             Reply::read(client.post(url).json(&body).send().await.unwrap()).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The attempt is counted just before its verification takes the free slot.
+    let counted =
+        "SELECT count(*) FROM gatehouse_login_failure WHERE client = '*' AND failures > 0";
+    let started = Instant::now();
+    while app.query_count(counted).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the login never began"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let held = holds.hold(app, seconds);
     let reply = login.await.unwrap();
     for hold in held {
         // (Under a short request deadline a hold is answered 503 while it still hashes.)
         hold.await.unwrap().unwrap();
     }
+    HashSlotHolds::wait_until_free(app).await;
     reply
 }
 
@@ -704,29 +715,7 @@ async fn a_right_password_whose_login_the_server_fails_afterwards_is_not_counted
     // busy past GATEHOUSE_HASH_WAIT: a 503, not a failed guess. With one failure allowed
     // per client, a counted attempt would hold the next one back.
     let app = spawn_app_with_one_hash_slot(&[
-        ("GATEHOUSE_HASH_WAIT", "1s"),
-        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "1"),
-    ])
-    .await;
-    let holds = janice_with_a_slow_django_hash(&app).await;
-
-    let reply = login_with_the_upgrade_held_back(&app, &holds, 4.0).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-
-    assert_login_failed(&app.login("janice", "a-Wrong-guess-1").await);
-}
-
-#[tokio::test]
-async fn a_right_password_whose_login_the_deadline_cuts_short_is_not_counted() {
-    // The same, but the request deadline ends the login while its upgrade waits: the
-    // handler is dropped mid-way, and the attempt is taken back all the same.
-    let app = spawn_app_with_one_hash_slot(&[
-        ("GATEHOUSE_REQUEST_TIMEOUT", "3s"),
+        ("GATEHOUSE_HASH_WAIT", "2s"),
         ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "1"),
     ])
     .await;
@@ -740,7 +729,28 @@ async fn a_right_password_whose_login_the_deadline_cuts_short_is_not_counted() {
         reply.body
     );
 
-    // The attempt is taken back by a task of its own once the handler is dropped.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_login_failed(&app.login("janice", "a-Wrong-guess-1").await);
+}
+
+#[tokio::test]
+async fn a_right_password_whose_login_the_deadline_cuts_short_is_not_counted() {
+    // The same, but the request deadline ends the login while its upgrade waits: the
+    // handler is dropped mid-way, and the attempt is taken back all the same (by a task
+    // of its own, long done once the holds are).
+    let app = spawn_app_with_one_hash_slot(&[
+        ("GATEHOUSE_REQUEST_TIMEOUT", "3s"),
+        ("GATEHOUSE_LOCKOUT_CLIENT_FAILURES", "1"),
+    ])
+    .await;
+    let holds = janice_with_a_slow_django_hash(&app).await;
+
+    let reply = login_with_the_upgrade_held_back(&app, &holds, 6.0).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+
     assert_login_failed(&app.login("janice", "a-Wrong-guess-1").await);
 }
