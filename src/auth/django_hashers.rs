@@ -540,19 +540,26 @@ mod tests {
         assert!(DjangoHash::parse(&costliest).is_some(), "{costliest}");
     }
 
+    /// The digests of the password `wrong` with `salt` that Django's pbkdf2_sha256,
+    /// pbkdf2_sha1 and scrypt (n=16, r=1, p=1) hashers store: one iteration, whole length.
+    fn digests_of_wrong(salt: &[u8]) -> ([u8; 32], [u8; 20], [u8; 64]) {
+        let mut sha256 = [0; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"wrong", salt, 1, &mut sha256);
+        let mut sha1 = [0; 20];
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(b"wrong", salt, 1, &mut sha1);
+        let params = scrypt::Params::new(4, 1, 1, SCRYPT_DIGEST_BYTES).unwrap();
+        let mut scrypt = [0; 64];
+        scrypt::scrypt(b"wrong", salt, &params, &mut scrypt).unwrap();
+        (sha256, sha1, scrypt)
+    }
+
     #[test]
     fn digests_of_a_length_django_never_writes_are_not_read() {
         // PBKDF2 and scrypt compute any length, and a shorter output is the longer one's
         // start: read, a truncated digest would let in every password whose digest
         // begins the same way (one in 256 for a byte). Django compares whole encodings,
         // so for it such a row matches no password; here it is not read.
-        let mut sha256 = [0; 32];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"wrong", b"salt", 1, &mut sha256);
-        let mut sha1 = [0; 20];
-        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(b"wrong", b"salt", 1, &mut sha1);
-        let params = scrypt::Params::new(4, 1, 1, 64).unwrap();
-        let mut scrypt = [0; 64];
-        scrypt::scrypt(b"wrong", b"salt", &params, &mut scrypt).unwrap();
+        let (sha256, sha1, scrypt) = digests_of_wrong(b"salt");
         let too_short_or_long = [
             format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(&sha256[..1])),
             format!("pbkdf2_sha256$1$salt${}", STANDARD.encode(&sha256[..31])),
@@ -581,13 +588,7 @@ mod tests {
     fn an_empty_salt_django_never_writes_is_not_read() {
         // Django refuses to encode with an empty salt (`_check_encode_args` raises), so no
         // password matches such a row there; it is not read here either.
-        let mut sha256 = [0; 32];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"wrong", b"", 1, &mut sha256);
-        let mut sha1 = [0; 20];
-        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(b"wrong", b"", 1, &mut sha1);
-        let params = scrypt::Params::new(4, 1, 1, 64).unwrap();
-        let mut scrypt = [0; 64];
-        scrypt::scrypt(b"wrong", b"", &params, &mut scrypt).unwrap();
+        let (sha256, sha1, scrypt) = digests_of_wrong(b"");
         for encoded in [
             format!("pbkdf2_sha256$1$${}", STANDARD.encode(sha256)),
             format!("pbkdf2_sha1$1$${}", STANDARD.encode(sha1)),
