@@ -474,10 +474,11 @@ pub(crate) async fn delete_user(
 ) -> Result<(), ApiError> {
     match state.store.delete_user(id, only_while_plain).await? {
         Guarded::Done(()) => Ok(()),
-        Guarded::Privileged => Err(permission_denied()),
-        // A deletion re-enters no password: `PasswordChanged` here is a user promoted
-        // and demoted again while the deletion waited (PostgreSQL), gone for it all the same.
-        Guarded::NotFound | Guarded::PasswordChanged => Err(ApiError::not_found()),
+        // A deletion re-enters no password: `PasswordChanged` here is a refusal by
+        // `only_while_plain` of a user promoted, and demoted again by the time the
+        // refusal was read (PostgreSQL), as in `change_user`.
+        Guarded::Privileged | Guarded::PasswordChanged => Err(permission_denied()),
+        Guarded::NotFound => Err(ApiError::not_found()),
         Guarded::LastSuperuser => Err(ApiError::detail(
             StatusCode::BAD_REQUEST,
             messages::LAST_SUPERUSER_DELETED,
@@ -598,7 +599,13 @@ pub(crate) async fn change_user(
             .await;
         proven.finish(written).await?
     } else {
-        Some(write(None).await?)
+        Some(match write(None).await? {
+            // No password was asked: the write was refused by `only_while_plain`, for a
+            // user promoted meanwhile (and, on PostgreSQL, demoted again by the time the
+            // refusal was read).
+            Guarded::PasswordChanged => Guarded::Privileged,
+            other => other,
+        })
     };
     match written {
         Some(Guarded::Done(user)) => Ok(user),

@@ -2747,7 +2747,8 @@ async fn race_a_promotion(
             }
             tokio::spawn(async move { Reply::read(request.send().await.unwrap()).await })
         };
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        // (Well within SQLite's busy timeout of 5 s, which the change waits on there.)
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert!(
             !waiting.is_finished(),
             "the change did not wait for the promotion"
