@@ -328,7 +328,7 @@ pub async fn change_password(
         };
         let hash = state.hasher.hash(SecretString::from(new)).await?;
         let keep = auth.claims.sid.as_deref();
-        proven
+        let set = proven
             .write_while_stored(|replacing| {
                 let (state, hash) = (&state, &hash);
                 async move {
@@ -339,7 +339,12 @@ pub async fn change_password(
                     Ok(set.then_some(()))
                 }
             })
-            .await
+            .await?;
+        if set.is_some() {
+            // The client proved the password it has just replaced.
+            proven.hash = hash;
+        }
+        Ok(set)
     }
     .await;
     if proven.finish(changed).await?.is_none() {

@@ -167,11 +167,17 @@ impl LoginGuard {
         }
     }
 
-    /// The password was right: clears this client's count (`Store::login_succeeded`).
-    async fn succeeded(&self, state: &AppState) -> Result<(), crate::store::StoreError> {
-        (state.store)
-            .login_succeeded(&self.account, &self.client, self.now)
-            .await
+    /// The password was right: clears this client's count and makes it known
+    /// (`Store::login_succeeded`), unless the user's stored hash is no longer `hash`.
+    /// Logged, not answered, if that fails: what the password opened may have been
+    /// written already, and must not turn into an error.
+    async fn succeeded(&self, state: &AppState, user_id: UserId, hash: &str) {
+        let settled = (state.store)
+            .login_succeeded(&self.account, &self.client, self.now, (user_id, hash))
+            .await;
+        if let Err(error) = settled {
+            tracing::warn!(error = %error, "could not clear the client's login count");
+        }
     }
 }
 
@@ -262,12 +268,19 @@ impl ProvenPassword {
     /// Settles the guard by what the password led to, and passes `outcome` on.
     /// - `Some`, or a refusal of the request's other content (a 4xx, such as a name
     ///   already taken or a new password too weak): the password was the user's, so the
-    ///   client's count clears and the client is known to the account.
+    ///   client's count clears and the client is known to the account, provided the
+    ///   stored hash is still `self.hash` (`Store::login_succeeded`; a write that
+    ///   replaced the password sets `self.hash` to the new one first): a 4xx can be
+    ///   decided before any write checks the hash, and a password a change made stale
+    ///   meanwhile must not make its client known again.
     /// - `None`: the password was not the user's any more; the attempt stays counted.
     /// - A server error (a busy hash pool, the database): the password was right but
     ///   nothing came of it, so the attempt is taken back, neither counted nor a
     ///   success. So is an attempt whose request is dropped before it is finished (the
     ///   request deadline, or a client that hung up).
+    ///
+    /// The settling runs in a task of its own: a request dropped while it runs does not
+    /// leave it half done.
     pub(crate) async fn finish<T>(
         mut self,
         outcome: Result<Option<T>, ApiError>,
@@ -275,17 +288,20 @@ impl ProvenPassword {
         let Some(guard) = self.guard.take() else {
             return outcome;
         };
-        match &outcome {
-            Ok(None) => {}
-            Err(error) if error.is_server_error() => guard.take_back(&self.state).await,
-            Ok(Some(_)) | Err(_) => {
-                // What the password opened may have been written already: a failure to
-                // record the success must not turn that into an error.
-                if let Err(error) = guard.succeeded(&self.state).await {
-                    tracing::warn!(error = %error, "could not clear the client's login count");
-                }
+        let (state, user_id, hash) = (self.state.clone(), self.user_id, self.hash.clone());
+        let settle = match &outcome {
+            Ok(None) => return outcome,
+            Err(error) if error.is_server_error() => None,
+            Ok(Some(_)) | Err(_) => Some(hash),
+        };
+        let settling = tokio::spawn(async move {
+            match settle {
+                Some(hash) => guard.succeeded(&state, user_id, &hash).await,
+                None => guard.take_back(&state).await,
             }
-        }
+        });
+        // The request's answer stands whatever became of the settling (it logs its errors).
+        let _ = settling.await;
         outcome
     }
 }
@@ -303,7 +319,8 @@ impl Drop for ProvenPassword {
 }
 
 /// Verifies `password` against `stored` under `guard`: held back with 429 before any
-/// hashing if the guard says so, else counted as a failure until `LoginGuard::succeeded`.
+/// hashing if the guard says so, else counted as a failure until the proof is finished
+/// (`ProvenPassword::finish`).
 pub(crate) async fn verify_guarded(
     state: &AppState,
     guard: Option<&LoginGuard>,

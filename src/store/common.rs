@@ -711,8 +711,17 @@ macro_rules! impl_store {
                 account: &str,
                 client: &str,
                 now: i64,
-            ) -> Result<(), StoreError> {
+                proven: (UserId, &str),
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_login_change(account).await?;
+                let still: i64 = sqlx::query_scalar(sql::PASSWORD_STILL)
+                    .bind(proven.0 .0)
+                    .bind(proven.1)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if still == 0 {
+                    return Ok(false);
+                }
                 // The attempt was counted up front: clear this client's count, then take
                 // the attempt back from the account-wide one (the only row left for
                 // LOGIN_UNCOUNT to change).
@@ -730,7 +739,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn forget_login_history(&self, account: &str) -> Result<(), StoreError> {

@@ -455,13 +455,18 @@ pub trait Store: Send + Sync {
     async fn undo_login_attempt(&self, account: &str, client: &str) -> Result<(), StoreError>;
     /// A successful login: clears this client's count and remembers it as known to the
     /// account. The account-wide count stays: the owner logging in must not hand an
-    /// attacker elsewhere a fresh start.
+    /// attacker elsewhere a fresh start. Only while user `proven.0`'s stored hash is still
+    /// `proven.1`, the one the password matched: false, and nothing changed, once it is
+    /// not. Decided under the account's guard lock, which `forget_login_history` takes
+    /// after a password change commits, so a client proved by the old password is never
+    /// made known after that change forgot the account's clients.
     async fn login_succeeded(
         &self,
         account: &str,
         client: &str,
         now: i64,
-    ) -> Result<(), StoreError>;
+        proven: (UserId, &str),
+    ) -> Result<bool, StoreError>;
     /// A password reset or change: every count of `account` and every client known to
     /// it are forgotten (a client that knew the old password is not trusted any more).
     async fn forget_login_history(&self, account: &str) -> Result<(), StoreError>;

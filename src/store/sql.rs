@@ -252,6 +252,8 @@ pub const LOGIN_CLEAR_CLIENT: &str =
     "DELETE FROM gatehouse_login_failure WHERE account = $1 AND client = $2";
 pub const LOGIN_CLEAR_ACCOUNT: &str = "DELETE FROM gatehouse_login_failure WHERE account = $1";
 pub const LOGIN_FORGET_CLIENTS: &str = "DELETE FROM gatehouse_known_client WHERE account = $1";
+/// Whether user `$1`'s stored hash is still `$2`.
+pub const PASSWORD_STILL: &str = "SELECT count(*) FROM auth_user WHERE id = $1 AND password = $2";
 pub const LOGIN_KNOWN_CLIENT: &str =
     "INSERT INTO gatehouse_known_client (account, client, last_login) VALUES ($1, $2, $3) \
     ON CONFLICT (account, client) DO UPDATE SET last_login = $3";

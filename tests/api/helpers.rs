@@ -150,8 +150,11 @@ fn hold_hash_slot_route() -> axum::Router<gatehouse::state::AppState> {
             |State(state): State<AppState>, Path(iterations): Path<u32>| async move {
                 let slow = format!("pbkdf2_sha256${iterations}$salt${}=", "A".repeat(43));
                 let guess = secrecy::SecretString::from("not-it".to_owned());
-                let _ = state.hasher.verify(guess, Some(slow)).await;
-                "held"
+                match state.hasher.verify(guess, Some(slow)).await {
+                    Ok(_) => (axum::http::StatusCode::OK, "held"),
+                    // It never had the slot (GATEHOUSE_HASH_WAIT ran out).
+                    Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy"),
+                }
             },
         ),
     )
@@ -182,6 +185,22 @@ pub async fn hold_hash_slot(
     held
 }
 
+/// Returns once some login attempt on `app` is counted and not yet settled: a request
+/// re-entering a password is then past the guard's check, and its verification has the
+/// hash slot or waits for it.
+pub async fn wait_until_an_attempt_is_counted(app: &TestApp) {
+    let counted =
+        "SELECT count(*) FROM gatehouse_login_failure WHERE client = '*' AND failures > 0";
+    let started = std::time::Instant::now();
+    while app.query_count(counted).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no attempt was counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Holds of the one hash slot of an app (`spawn_app_with_one_hash_slot`), timed there.
 pub struct HashSlotHolds {
     /// Seconds one PBKDF2-SHA256 iteration takes.
@@ -203,9 +222,19 @@ impl HashSlotHolds {
         (seconds / self.per_iteration).clamp(1.0, 1e9) as u32
     }
 
+    /// Holds the slot for about `seconds` once it has it, in one hold. A hold answered
+    /// early by its request deadline keeps the slot until its hash is done, as any
+    /// request's hash does (unlike one still waiting for the slot, which is dropped).
+    pub fn hold_once(
+        &self,
+        app: &TestApp,
+        seconds: f64,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        tokio::spawn(Self::send(app, self.iterations_for(seconds)))
+    }
+
     /// Holds the slot for about `seconds` from now, in holds of at most 10⁷ iterations
-    /// queued in a row. A hold whose request is answered early (its deadline) keeps the
-    /// slot until its hash is done, as any request's hash does.
+    /// queued in a row (each must get the slot within `GATEHOUSE_HASH_WAIT`).
     pub fn hold(
         &self,
         app: &TestApp,
@@ -218,8 +247,8 @@ impl HashSlotHolds {
             .collect()
     }
 
-    /// Returns once the slot is free: a hold answered early (its deadline) keeps the slot
-    /// while its hash runs on, and a request needing a hash meanwhile would wait.
+    /// Returns once the slot is free (a hold of one iteration gets it in time): a hold
+    /// answered early by its deadline keeps the slot while its hash runs on.
     pub async fn wait_until_free(app: &TestApp) {
         for _ in 0..120 {
             if Self::send(app, 1).await.unwrap().status() == StatusCode::OK {
