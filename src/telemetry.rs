@@ -1,6 +1,8 @@
 //! Logging: `RUST_LOG` filters (default `info`); one line per request comes from
 //! `http::access_log`.
 
+mod text_fields;
+
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
@@ -166,6 +168,7 @@ where
 {
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(text_fields::TextFields)
             .with_target(false)
             .with_ansi(ansi)
             .with_writer(writer)
