@@ -168,6 +168,51 @@ async fn bearer_without_exactly_one_token_is_a_bad_authorization_header() {
 }
 
 #[tokio::test]
+async fn the_bearer_header_is_split_on_whitespace_as_drf_splits_it() {
+    // DRF reads the header with `bytes.split()`: any run of ASCII whitespace separates,
+    // and what matters is that exactly two words come out.
+    let app = spawn_app().await;
+    let (id, access, _) = app.signed_in("chandler").await;
+
+    for header in [
+        format!("Bearer {access}"),
+        format!("Bearer  {access}"),
+        format!("Bearer\t{access}"),
+        format!("Bearer \t {access}"),
+        format!("Bearer {access} "),
+    ] {
+        let reply = me_with_header(&app, Some(&header)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{header:?}: {}", reply.body);
+        assert_eq!(reply.body["id"], id);
+    }
+    for header in [
+        "Bearer ".to_owned(),
+        "Bearer \t".to_owned(),
+        format!("Bearer {access}\textra"),
+        format!("Bearer {access}  extra"),
+    ] {
+        let reply = me_with_header(&app, Some(&header)).await;
+        assert_401(
+            &reply,
+            json!({
+                "detail": "Authorization header must contain two space-delimited values",
+                "code": "bad_authorization_header",
+            }),
+        );
+    }
+    // A byte outside visible ASCII is no header DRF can read as a token either way.
+    let mut request = app.client.get(app.url("/api/users/me/"));
+    let mut value = format!("Bearer {access}").into_bytes();
+    value.push(0xe9);
+    request = request.header(
+        "Authorization",
+        reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
+    );
+    let reply = Reply::read(request.send().await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+}
+
+#[tokio::test]
 async fn a_refresh_token_used_as_an_access_token_has_the_wrong_type() {
     let app = spawn_app().await;
     let (_, _, refresh) = app.signed_in("chandler").await;
