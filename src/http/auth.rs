@@ -168,16 +168,17 @@ impl LoginGuard {
     }
 
     /// The password was right: clears this client's count and makes it known
-    /// (`Store::login_succeeded`), unless the user's stored hash is no longer `hash`.
-    /// Logged, not answered, if that fails: what the password opened may have been
-    /// written already, and must not turn into an error.
-    async fn succeeded(&self, state: &AppState, user_id: UserId, hash: &str) {
+    /// (`Store::login_succeeded`), unless the user's stored hash is no longer `hash`
+    /// (false). Logged, not answered, if that fails: what the password opened may have
+    /// been written already, and must not turn into an error.
+    async fn succeeded(&self, state: &AppState, user_id: UserId, hash: &str) -> bool {
         let settled = (state.store)
             .login_succeeded(&self.account, &self.client, self.now, (user_id, hash))
             .await;
-        if let Err(error) = settled {
+        settled.unwrap_or_else(|error| {
             tracing::warn!(error = %error, "could not clear the client's login count");
-        }
+            true
+        })
     }
 }
 
@@ -272,7 +273,9 @@ impl ProvenPassword {
     ///   stored hash is still `self.hash` (`Store::login_succeeded`; a write that
     ///   replaced the password sets `self.hash` to the new one first): a 4xx can be
     ///   decided before any write checks the hash, and a password a change made stale
-    ///   meanwhile must not make its client known again.
+    ///   meanwhile must not make its client known again. A mere re-hash meanwhile
+    ///   (`matches_again`) is no change: the password is checked against the new hash,
+    ///   and settles as proved if it matches.
     /// - `None`: the password was not the user's any more; the attempt stays counted.
     /// - A server error (a busy hash pool, the database): the password was right but
     ///   nothing came of it, so the attempt is taken back, neither counted nor a
@@ -288,16 +291,22 @@ impl ProvenPassword {
         let Some(guard) = self.guard.take() else {
             return outcome;
         };
-        let (state, user_id, hash) = (self.state.clone(), self.user_id, self.hash.clone());
-        let settle = match &outcome {
+        let proved = match &outcome {
             Ok(None) => return outcome,
-            Err(error) if error.is_server_error() => None,
-            Ok(Some(_)) | Err(_) => Some(hash),
+            Err(error) if error.is_server_error() => false,
+            Ok(Some(_)) | Err(_) => true,
         };
+        // (With its guard taken, `Drop` leaves the moved proof alone.)
+        let mut proven = self;
         let settling = tokio::spawn(async move {
-            match settle {
-                Some(hash) => guard.succeeded(&state, user_id, &hash).await,
-                None => guard.take_back(&state).await,
+            let state = proven.state.clone();
+            if !proved {
+                return guard.take_back(&state).await;
+            }
+            if !guard.succeeded(&state, proven.user_id, &proven.hash).await
+                && matches!(proven.matches_again().await, Ok(true))
+            {
+                guard.succeeded(&state, proven.user_id, &proven.hash).await;
             }
         });
         // The request's answer stands whatever became of the settling (it logs its errors).
