@@ -220,7 +220,9 @@ mod tests {
                     "failed"
                 );
                 tracing::info!(log.target = "sqlx", log.line = 7_u64, rows = 1_u64, "query");
-                tracing::info!(log.module_path = "m", "only log fields before the message");
+                tracing::info!(log.module_path = "m", "a message, then a log. field");
+                // No message: a `log.` field first, which must not start the spacing.
+                tracing::info!(log.target = "x", rows = 1_u64);
             });
             let empty = tracing::info_span!(parent: None, "empty", later = tracing::field::Empty);
             empty.record("later", "recorded afterwards");

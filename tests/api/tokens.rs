@@ -179,15 +179,14 @@ async fn the_bearer_header_is_split_on_whitespace_as_drf_splits_it() {
         format!("Bearer  {access}"),
         format!("Bearer\t{access}"),
         format!("Bearer \t {access}"),
-        format!("Bearer {access} "),
     ] {
         let reply = me_with_header(&app, Some(&header)).await;
         assert_eq!(reply.status, StatusCode::OK, "{header:?}: {}", reply.body);
         assert_eq!(reply.body["id"], id);
     }
+    // (Whitespace at either end of a header value never reaches the server: HTTP's
+    // parser trims it.)
     for header in [
-        "Bearer ".to_owned(),
-        "Bearer \t".to_owned(),
         format!("Bearer {access}\textra"),
         format!("Bearer {access}  extra"),
     ] {
