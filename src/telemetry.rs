@@ -3,6 +3,8 @@
 
 mod text_fields;
 
+pub(crate) use text_fields::write_debug_str;
+
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};

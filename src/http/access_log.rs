@@ -223,7 +223,8 @@ impl RequestLine<'_> {
                 out.push_str("  INFO request{method=");
                 out.push_str(self.method.as_str());
                 out.push_str(" path=");
-                push_debug_str(&mut out, self.path);
+                // (A `String` cannot fail to be written to.)
+                let _ = telemetry::write_debug_str(&mut out, self.path);
                 out.push_str(" client=\"");
                 push_client(&mut out);
                 out.push('"');
@@ -340,21 +341,6 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
         std::net::IpAddr::V6(_) => {
             let _ = write!(out, "{ip}");
         }
-    }
-}
-
-/// A `&str` as tracing's text format records it: `{:?}`, quoted and escaped. A path of
-/// the characters a URL may hold unescaped is the same quoted, and skips the machinery.
-fn push_debug_str(out: &mut String, text: &str) {
-    let plain = text
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b'\'');
-    if plain {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        let _ = write!(out, "{text:?}");
     }
 }
 

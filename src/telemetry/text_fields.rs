@@ -123,19 +123,20 @@ impl Visit for TextVisitor<'_> {
     }
 }
 
-/// A `&str` as `{:?}` writes it, quoted and escaped. Text of printable ASCII without
-/// quotes or backslashes (a path, an address) is the same quoted, and skips the escaping
-/// machinery.
-fn write_debug_str(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+/// A `&str` as `{:?}` writes it, quoted and escaped: the form tracing's text log gives a
+/// recorded `&str`, here and in the hand-written request line (`http::access_log`).
+/// Text of printable ASCII without quotes or backslashes (a path, an address) is the
+/// same quoted, and skips the escaping machinery.
+pub(crate) fn write_debug_str(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     let plain = text
         .bytes()
         .all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\' && b != b'\'');
     if plain {
-        writer.write_char('"')?;
-        writer.write_str(text)?;
-        writer.write_char('"')
+        out.write_char('"')?;
+        out.write_str(text)?;
+        out.write_char('"')
     } else {
-        write!(writer, "{text:?}")
+        write!(out, "{text:?}")
     }
 }
 
