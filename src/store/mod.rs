@@ -11,6 +11,7 @@ mod migrate;
 mod postgres;
 mod sql;
 mod sqlite;
+mod wal_index;
 
 pub use crate::auth::lockout::{LockoutPolicy, LoginRecord};
 pub use crate::auth::SessionId;

@@ -7,6 +7,7 @@
 //! The `Store` verbs themselves are shared with PostgreSQL: see `common.rs`.
 
 use super::common::impl_store;
+use super::wal_index::{self, WalIndex};
 use super::{
     conflicts, is_unique_violation, like_pattern, migrate, sql, user_query_clauses, AccessCheck,
     Arg, Credentials, Exchange, Guarded, MakeResetMail, NewEmail, NewUser, OutboxEmail, Rotation,
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Executor, Row, Sqlite, SqliteConnection, Transaction};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,9 +51,81 @@ pub struct SqliteStore {
 /// checkpoint, recovering the WAL after another process crashed mid-write, and reading
 /// pages from the OS after a commit emptied the connection's cache. The request deadline
 /// cannot interrupt these, as it can a query on the pool.
+///
+/// Each connection also keeps the answers it gave since the last commit to the database
+/// (`RecentAnswers`): while nothing has been committed, by this process or another, a
+/// repeated check is answered from memory, without a read transaction. Whether anything
+/// was committed is read from SQLite's WAL-index header (`wal_index.rs`).
 struct AccessReaders {
-    slots: Vec<std::sync::Mutex<rusqlite::Connection>>,
+    slots: Vec<std::sync::Mutex<Reader>>,
     next: std::sync::atomic::AtomicUsize,
+    /// `None` when the header cannot be read: every check then reads the database.
+    wal_index: Option<WalIndex>,
+}
+
+struct Reader {
+    conn: rusqlite::Connection,
+    answers: RecentAnswers,
+    /// Checks this connection answered by reading the database (for the tests).
+    #[cfg(test)]
+    reads: u64,
+}
+
+/// The access checks one connection answered, all read at one version of the database.
+///
+/// Bounded: past `RecentAnswers::MOST` they are forgotten together, at a cost of one read
+/// each when asked again. An answer is the user's row, a few hundred bytes.
+#[derive(Default)]
+struct RecentAnswers {
+    version: Option<wal_index::Version>,
+    /// By user id, then by session id: a user has few sessions, and looking up by id
+    /// needs no owned key.
+    by_user: HashMap<i64, Vec<SessionAnswer>>,
+    count: usize,
+}
+
+/// A session id (`None`: a token without one) and the check's answer for it.
+type SessionAnswer = (Option<Box<str>>, Option<AccessCheck>);
+
+impl RecentAnswers {
+    const MOST: usize = 1024;
+
+    /// The answer for `id` and `sid` if it was read at `version`.
+    fn get(
+        &self,
+        version: &wal_index::Version,
+        id: UserId,
+        sid: Option<&str>,
+    ) -> Option<&Option<AccessCheck>> {
+        if self.version.as_ref() != Some(version) {
+            return None;
+        }
+        let sessions = self.by_user.get(&id.0)?;
+        sessions
+            .iter()
+            .find(|(session, _)| session.as_deref() == sid)
+            .map(|(_, answer)| answer)
+    }
+
+    /// Keeps `answer`, read from the database after the header stood at `version`.
+    fn keep(
+        &mut self,
+        version: wal_index::Version,
+        id: UserId,
+        sid: Option<&str>,
+        answer: &Option<AccessCheck>,
+    ) {
+        if self.version != Some(version) || self.count >= Self::MOST {
+            self.by_user.clear();
+            self.count = 0;
+            self.version = Some(version);
+        }
+        self.by_user
+            .entry(id.0)
+            .or_default()
+            .push((sid.map(Box::from), answer.clone()));
+        self.count += 1;
+    }
 }
 
 impl AccessReaders {
@@ -92,13 +166,29 @@ impl AccessReaders {
             Ok(conn)
         };
         let slots = (0..workers.max(2))
-            .map(|_| open().map(std::sync::Mutex::new))
+            .map(|_| open())
             .collect::<rusqlite::Result<Vec<_>>>();
         match slots {
-            Ok(slots) => Some(Self {
-                slots,
-                next: Default::default(),
-            }),
+            Ok(connections) => {
+                let wal_index = open().ok().and_then(WalIndex::open);
+                if wal_index.is_none() {
+                    tracing::debug!("the WAL-index header is not readable; every access check reads the database");
+                }
+                let reader = |conn| Reader {
+                    conn,
+                    answers: RecentAnswers::default(),
+                    #[cfg(test)]
+                    reads: 0,
+                };
+                Some(Self {
+                    slots: connections
+                        .into_iter()
+                        .map(|conn| std::sync::Mutex::new(reader(conn)))
+                        .collect(),
+                    next: Default::default(),
+                    wal_index,
+                })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "SQLite access-check connections not opened; using the pool");
                 None
@@ -111,47 +201,72 @@ impl AccessReaders {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = self.slots.len();
         let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
-        let conn = match free {
-            Some(conn) => conn,
+        let mut reader = match free {
+            Some(reader) => reader,
             None => self.slots[start % n]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
-        let mut statement = conn.prepare_cached(sql::access_check())?;
-        let mut rows = statement.query(rusqlite::named_params! { "$1": id.0, "$2": sid })?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        // By position, in `sql::access_check`'s order: looking columns up by name
-        // compares every column's name for each.
-        let text_time = |column: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
-            let text: Option<String> = row.get(column)?;
-            text.map(|t| parse_db_time(&t))
-                .transpose()
-                .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))
-        };
-        let user = User {
-            id: UserId(row.get(0)?),
-            username: row.get(1)?,
-            email: row.get(2)?,
-            first_name: row.get(3)?,
-            last_name: row.get(4)?,
-            is_active: row.get(5)?,
-            is_staff: row.get(6)?,
-            is_superuser: row.get(7)?,
-            date_joined: text_time(8)?.ok_or(rusqlite::Error::InvalidColumnType(
-                8,
-                "date_joined".into(),
-                rusqlite::types::Type::Null,
-            ))?,
-            last_login: text_time(9)?,
-        };
-        Ok(Some(AccessCheck {
-            user,
-            session_live: row.get(10)?,
-            tokens_valid_after: row.get(11)?,
-        }))
+        // Read before the database: the answer read next is at least as new as this
+        // version, so it may stand for it. (`None` while a commit is being written.)
+        let version = self.wal_index.as_ref().and_then(WalIndex::version);
+        if let Some(version) = &version {
+            if let Some(answer) = reader.answers.get(version, id, sid) {
+                return Ok(answer.clone());
+            }
+        }
+        let answer = read_access_check(&reader.conn, id, sid)?;
+        #[cfg(test)]
+        {
+            reader.reads += 1;
+        }
+        if let Some(version) = version {
+            reader.answers.keep(version, id, sid, &answer);
+        }
+        Ok(answer)
     }
+}
+
+/// The access check's query, on one of `AccessReaders`' connections.
+fn read_access_check(
+    conn: &rusqlite::Connection,
+    id: UserId,
+    sid: Option<&str>,
+) -> rusqlite::Result<Option<AccessCheck>> {
+    let mut statement = conn.prepare_cached(sql::access_check())?;
+    let mut rows = statement.query(rusqlite::named_params! { "$1": id.0, "$2": sid })?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    // By position, in `sql::access_check`'s order: looking columns up by name
+    // compares every column's name for each.
+    let text_time = |column: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        let text: Option<String> = row.get(column)?;
+        text.map(|t| parse_db_time(&t))
+            .transpose()
+            .map_err(|e| rusqlite::Error::InvalidColumnName(e.to_string()))
+    };
+    let user = User {
+        id: UserId(row.get(0)?),
+        username: row.get(1)?,
+        email: row.get(2)?,
+        first_name: row.get(3)?,
+        last_name: row.get(4)?,
+        is_active: row.get(5)?,
+        is_staff: row.get(6)?,
+        is_superuser: row.get(7)?,
+        date_joined: text_time(8)?.ok_or(rusqlite::Error::InvalidColumnType(
+            8,
+            "date_joined".into(),
+            rusqlite::types::Type::Null,
+        ))?,
+        last_login: text_time(9)?,
+    };
+    Ok(Some(AccessCheck {
+        user,
+        session_live: row.get(10)?,
+        tokens_valid_after: row.get(11)?,
+    }))
 }
 
 type Db = Sqlite;
@@ -437,6 +552,72 @@ mod tests {
             .access_check_in_place(UserId(user.id.0 + 1), None)
             .expect("answered in place")
             .is_none());
+    }
+
+    /// Checks of every connection, and how many of them read the database.
+    fn check_on_every_reader(
+        store: &SqliteStore,
+        id: UserId,
+        sid: Option<&str>,
+    ) -> (Vec<Option<AccessCheck>>, u64) {
+        let readers = store.readers.as_ref().unwrap();
+        let reads = || -> u64 {
+            readers
+                .slots
+                .iter()
+                .map(|slot| slot.lock().unwrap().reads)
+                .sum()
+        };
+        let before = reads();
+        let answers = (0..readers.slots.len() * 2)
+            .map(|_| readers.access_check(id, sid).unwrap())
+            .collect();
+        (answers, reads() - before)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_access_check_reads_the_database_again_only_after_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, user) = store_with_user(&dir).await;
+        assert!(store.readers.as_ref().unwrap().wal_index.is_some());
+        let sid = "0123456789abcdef0123456789abcdef";
+        let started = store.start_session(user.id, sid, "jti", "!", Utc::now());
+        assert!(started.await.unwrap());
+        let slots = store.readers.as_ref().unwrap().slots.len() as u64;
+
+        let (answers, reads) = check_on_every_reader(&store, user.id, Some(sid));
+        assert!(reads <= slots, "once per connection at most: {reads}");
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().session_live));
+        let (_, reads) = check_on_every_reader(&store, user.id, Some(sid));
+        assert_eq!(reads, 0, "nothing committed: every check from memory");
+        let (answers, _) = check_on_every_reader(&store, UserId(user.id.0 + 1), None);
+        assert!(answers.iter().all(Option::is_none), "no such user");
+
+        // A commit through the pool: the next check on each connection reads again.
+        store.end_session(&sid.to_owned()).await.unwrap();
+        let (answers, reads) = check_on_every_reader(&store, user.id, Some(sid));
+        assert!(reads >= 1);
+        assert!(answers.iter().all(|a| !a.as_ref().unwrap().session_live));
+
+        // A commit by another connection, as Django or another gatehouse would make, and
+        // one into a WAL a checkpoint has just emptied.
+        let other = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
+        for (n, before) in [(1, ""), (2, "PRAGMA wal_checkpoint(TRUNCATE);")] {
+            check_on_every_reader(&store, user.id, None);
+            other
+                .execute_batch(&format!(
+                    "{before} UPDATE auth_user SET first_name = 'R{n}'"
+                ))
+                .unwrap();
+            let (answers, _) = check_on_every_reader(&store, user.id, None);
+            for answer in answers {
+                assert_eq!(answer.unwrap().user.first_name, format!("R{n}"));
+            }
+        }
+        let deleted = "DELETE FROM gatehouse_user_state; DELETE FROM gatehouse_session; DELETE FROM auth_user";
+        other.execute_batch(deleted).unwrap();
+        let (answers, _) = check_on_every_reader(&store, user.id, None);
+        assert!(answers.iter().all(Option::is_none), "the user is gone");
     }
 
     #[tokio::test]
