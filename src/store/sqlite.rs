@@ -61,6 +61,10 @@ struct AccessReaders {
     next: std::sync::atomic::AtomicUsize,
     /// `None` when the header cannot be read: every check then reads the database.
     wal_index: Option<WalIndex>,
+    /// Runs after a check has read the database, before its answer is kept (for the
+    /// tests: a commit in between).
+    #[cfg(test)]
+    after_read: std::sync::Mutex<Option<Box<dyn FnMut() + Send>>>,
 }
 
 struct Reader {
@@ -71,7 +75,8 @@ struct Reader {
     reads: u64,
 }
 
-/// The access checks one connection answered, all read at one version of the database.
+/// The access checks one connection answered, each read at one version of the database or
+/// a later one.
 ///
 /// Bounded: past `RecentAnswers::MOST` they are forgotten together, at a cost of one read
 /// each when asked again. An answer is the user's row, a few hundred bytes.
@@ -172,7 +177,7 @@ impl AccessReaders {
             Ok(connections) => {
                 let wal_index = open().ok().and_then(WalIndex::open);
                 if wal_index.is_none() {
-                    tracing::debug!("the WAL-index header is not readable; every access check reads the database");
+                    tracing::info!("SQLite's WAL-index header is not readable: every access check reads the database");
                 }
                 let reader = |conn| Reader {
                     conn,
@@ -187,6 +192,8 @@ impl AccessReaders {
                         .collect(),
                     next: Default::default(),
                     wal_index,
+                    #[cfg(test)]
+                    after_read: Default::default(),
                 })
             }
             Err(e) => {
@@ -219,6 +226,9 @@ impl AccessReaders {
         #[cfg(test)]
         {
             reader.reads += 1;
+            if let Some(hook) = self.after_read.lock().unwrap().as_mut() {
+                hook();
+            }
         }
         if let Some(version) = version {
             reader.answers.keep(version, id, sid, &answer);
@@ -618,6 +628,33 @@ mod tests {
         other.execute_batch(deleted).unwrap();
         let (answers, _) = check_on_every_reader(&store, user.id, None);
         assert!(answers.iter().all(Option::is_none), "the user is gone");
+    }
+
+    #[tokio::test]
+    async fn a_commit_while_a_check_reads_is_seen_by_the_next_check() {
+        // The answer is kept under the version read before the database: a commit after
+        // the read must leave it behind, never file it under the newer version.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, user) = store_with_user(&dir).await;
+        let other = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
+        let mut commit_once = Some(move || {
+            other
+                .execute("UPDATE auth_user SET first_name = 'Later'", [])
+                .unwrap();
+        });
+        let readers = store.readers.as_mut().unwrap();
+        *readers.after_read.get_mut().unwrap() = Some(Box::new(move || {
+            if let Some(commit) = commit_once.take() {
+                commit();
+            }
+        }));
+
+        let read = readers.access_check(user.id, None).unwrap().unwrap();
+        assert_eq!(read.user.first_name, "Rachel", "read before the commit");
+        let (answers, _) = check_on_every_reader(&store, user.id, None);
+        for answer in answers {
+            assert_eq!(answer.unwrap().user.first_name, "Later");
+        }
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! Why: the access check (`sqlite.rs`, `AccessReaders`) runs on every authenticated
 //! request, and its read transaction, not its query, was most of its cost: beginning and
 //! ending one takes and drops a WAL read lock, an `fcntl` on the `-shm` file each time
-//! (1.8 a request under `GET /api/users/me/`), plus SQLite's bookkeeping around it. With
+//! (1.8 `fcntl` calls a request under `GET /api/users/me/`), plus SQLite's bookkeeping around it. With
 //! this header the check answers from memory while nothing has been committed since it
 //! last read the user (bench/RESULTS.md). SQLite has no API for it (`PRAGMA
 //! data_version` needs a read transaction of its own), and no crate reads it, so it is
@@ -22,8 +22,16 @@
 //!   frames, and restarting the WAL from its beginning changes its salts.
 //!
 //! So two equal readings of the header mean nothing was committed between them, by this
-//! process or any other. The header's fields are not interpreted, but for the two that
-//! say it is one (`iVersion`, `isInit`).
+//! process or any other. (The converse need not hold: a checkpoint that restarts the WAL
+//! changes the header too, which only costs a read.) The header's fields are not
+//! interpreted, but for the two that say it is one (`iVersion`, `isInit`).
+//!
+//! Two ways of writing would not go through the header: leaving WAL mode, and writing in
+//! exclusive locking mode, whose WAL index lives in the writer's own memory. Both need
+//! every other connection gone from the database file, and the connection `WalIndex`
+//! keeps holds a shared lock on it (in WAL mode SQLite keeps that lock from a
+//! connection's first read until it closes), so neither can happen while the header is
+//! read; a test holds this.
 //!
 //! The header is read where SQLite itself mapped it, through the VFS's `xShmMap` on a
 //! connection of our own that stays open as long as the mapping is read. Mapping the
@@ -47,7 +55,10 @@ pub type Version = [u32; HEADER_WORDS];
 pub struct WalIndex {
     header: *const AtomicU32,
     /// The connection through whose `-shm` mapping `header` is read; the mapping lasts as
-    /// long as it is open. It runs nothing, so it holds no snapshot of the database.
+    /// long as it is open. It runs nothing after `open`, so it holds no snapshot of the
+    /// database; what it does hold is needed: the shared lock on the database file that
+    /// keeps every writer in WAL mode (above), and SQLite's "still in use" lock on the
+    /// `-shm` file.
     _conn: rusqlite::Connection,
 }
 
@@ -81,7 +92,8 @@ impl WalIndex {
     }
 
     /// The header as it stands: `None` while a commit is writing it (the two copies
-    /// differ), or if it does not read as a WAL-index header.
+    /// differ, also after a writer died mid-commit, until the next reader recovers the
+    /// WAL), or if it does not read as a WAL-index header.
     pub fn version(&self) -> Option<Version> {
         let word = |i: usize| {
             // SAFETY: `i` < 2 × HEADER_WORDS, within the mapping; u32-aligned, as the
@@ -144,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn every_commit_changes_the_version_and_nothing_else_does() {
+    fn every_commit_changes_the_version_and_reads_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let writer = wal_database(&dir);
         let reader = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
@@ -226,6 +238,39 @@ mod tests {
             holds_the_in_use_lock(&shm),
             "the index's own connection holds it"
         );
+    }
+
+    #[test]
+    fn while_the_header_is_read_nobody_leaves_wal_mode_or_writes_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(wal_database(&dir));
+        let open = || {
+            let conn = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
+            conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+            conn
+        };
+        let index = WalIndex::open(open()).unwrap();
+        let before = index.version().unwrap();
+
+        // SQLite tells connections of one process apart as it does processes.
+        let other = open();
+        let leave = other.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+            r.get::<_, String>(0)
+        });
+        assert!(leave.is_err(), "left WAL mode: {leave:?}");
+        let exclusive =
+            other.execute_batch("PRAGMA locking_mode = EXCLUSIVE; INSERT INTO t VALUES (1)");
+        assert!(exclusive.is_err(), "wrote in exclusive mode");
+        assert_eq!(index.version().unwrap(), before);
+
+        // Without the index's connection, both would have been allowed.
+        drop(index);
+        drop(other);
+        let other = open();
+        let left: String = other
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, "delete");
     }
 
     #[test]
