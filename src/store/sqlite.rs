@@ -95,7 +95,7 @@ type SessionAnswer = (Option<Box<str>>, Option<AccessCheck>);
 impl RecentAnswers {
     const MOST: usize = 1024;
 
-    /// The answer for `id` and `sid` if it was read at `version`.
+    /// The answer for `id` and `sid` if it was kept under `version` (read at it or later).
     fn get(
         &self,
         version: &wal_index::Version,
@@ -636,6 +636,7 @@ mod tests {
         // the read must leave it behind, never file it under the newer version.
         let dir = tempfile::tempdir().unwrap();
         let (mut store, user) = store_with_user(&dir).await;
+        assert!(store.readers.as_ref().unwrap().wal_index.is_some());
         let other = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
         let mut commit_once = Some(move || {
             other
@@ -651,7 +652,9 @@ mod tests {
 
         let read = readers.access_check(user.id, None).unwrap().unwrap();
         assert_eq!(read.user.first_name, "Rachel", "read before the commit");
-        let (answers, _) = check_on_every_reader(&store, user.id, None);
+        let slots = readers.slots.len() as u64;
+        let (answers, reads) = check_on_every_reader(&store, user.id, None);
+        assert_eq!(reads, slots, "each connection reads the commit once");
         for answer in answers {
             assert_eq!(answer.unwrap().user.first_name, "Later");
         }

@@ -5,8 +5,8 @@
 //! Why: the access check (`sqlite.rs`, `AccessReaders`) runs on every authenticated
 //! request, and its read transaction, not its query, was most of its cost: beginning and
 //! ending one takes and drops a WAL read lock, an `fcntl` on the `-shm` file each time
-//! (1.8 `fcntl` calls a request under `GET /api/users/me/`), plus SQLite's bookkeeping around it. With
-//! this header the check answers from memory while nothing has been committed since it
+//! (1.8 `fcntl` calls per request under `GET /api/users/me/`), plus SQLite's bookkeeping
+//! around it. With this header the check answers from memory while nothing has been committed since it
 //! last read the user (bench/RESULTS.md). SQLite has no API for it (`PRAGMA
 //! data_version` needs a read transaction of its own), and no crate reads it, so it is
 //! read here by hand.
@@ -27,11 +27,11 @@
 //! interpreted, but for the two that say it is one (`iVersion`, `isInit`).
 //!
 //! Two ways of writing would not go through the header: leaving WAL mode, and writing in
-//! exclusive locking mode, whose WAL index lives in the writer's own memory. Both need
-//! every other connection gone from the database file, and the connection `WalIndex`
-//! keeps holds a shared lock on it (in WAL mode SQLite keeps that lock from a
-//! connection's first read until it closes), so neither can happen while the header is
-//! read; a test holds this.
+//! exclusive locking mode, where the writer may keep its WAL index in its own memory.
+//! Both need an exclusive lock on the database file, which any other connection's shared
+//! lock refuses; the connection `WalIndex` keeps holds one (in WAL mode SQLite keeps it
+//! from a connection's first read until it closes), so neither can happen while the
+//! header is read; a test holds this.
 //!
 //! The header is read where SQLite itself mapped it, through the VFS's `xShmMap` on a
 //! connection of our own that stays open as long as the mapping is read. Mapping the
@@ -252,25 +252,30 @@ mod tests {
         let index = WalIndex::open(open()).unwrap();
         let before = index.version().unwrap();
 
-        // SQLite tells connections of one process apart as it does processes.
-        let other = open();
-        let leave = other.query_row("PRAGMA journal_mode = DELETE", [], |r| {
-            r.get::<_, String>(0)
-        });
-        assert!(leave.is_err(), "left WAL mode: {leave:?}");
-        let exclusive =
-            other.execute_batch("PRAGMA locking_mode = EXCLUSIVE; INSERT INTO t VALUES (1)");
-        assert!(exclusive.is_err(), "wrote in exclusive mode");
+        let busy = |result: rusqlite::Result<()>| {
+            matches!(result, Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy)
+        };
+        let leave_wal = |conn: &rusqlite::Connection| {
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .map(|mode| assert_eq!(mode, "delete"))
+        };
+        let write_exclusively = |conn: &rusqlite::Connection| {
+            conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; INSERT INTO t VALUES (1)")
+        };
+
+        // SQLite tells connections of one process apart as it does processes. Each on a
+        // connection of its own, which has not opened the WAL index yet.
+        assert!(busy(leave_wal(&open())), "left WAL mode");
+        assert!(busy(write_exclusively(&open())), "wrote in exclusive mode");
         assert_eq!(index.version().unwrap(), before);
 
-        // Without the index's connection, both would have been allowed.
+        // Without the index's connection, both are allowed.
         drop(index);
-        drop(other);
-        let other = open();
-        let left: String = other
-            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(left, "delete");
+        write_exclusively(&open()).unwrap();
+        leave_wal(&open()).unwrap();
     }
 
     #[test]

@@ -398,8 +398,8 @@ async fn the_token_of_an_inactive_user_is_refused_as_user_inactive() {
 #[tokio::test]
 async fn a_change_written_to_the_database_directly_reaches_the_next_request() {
     // On SQLite a repeated access check is answered from memory until something is
-    // committed (store/wal_index.rs): a commit on a connection of another program's, as
-    // Django's would be, must end that too, on every connection of the server's (one per
+    // committed (store/wal_index.rs): a commit on a connection outside gatehouse's store,
+    // as Django's would be, must end that too, on every connection of the server's (one per
     // core) that answered before. (The CLI's changepassword test does it from another
     // process.)
     let app = spawn_app().await;
